@@ -1,0 +1,101 @@
+"""Drifting Policy: the backbone as a one-step generator of action chunks, trained with the drift loss.
+
+Per training step, each observation is one kernel problem (a group): its G generated chunks are the
+samples (and negatives, self-masked), its demonstration chunk is the positive, optionally joined by the
+chunks of its k nearest observations in the batch. The observation is encoded once; its conditioning is
+broadcast to its G noise rows inside the backbone. Inference is one network evaluation per chunk.
+Shape legend: B observations, G samples per observation, P positives, D = T * A (flattened chunk).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from drifting_policy.drift import drift_loss_with_metrics
+from drifting_policy.policy.base import BasePolicy, PolicyConfig, config_error
+
+GROUP_MODES = ("per_observation", "mixed")
+
+
+@dataclasses.dataclass
+class DriftingConfig(PolicyConfig):
+    """Drifting head. ``group_mode='mixed'`` (one kernel problem over the whole batch) is the known failure,
+    kept for the ablation only."""
+
+    samples_per_obs: int = 8  # G: generated chunks per observation
+    extra_positives_k: int = 0  # extra positives: chunks of the k nearest observations in the batch
+    group_mode: str = "per_observation"  # "per_observation" | "mixed"
+    temperatures: tuple[float, ...] = (0.02, 0.05, 0.2)
+    normalize: bool = True  # the official feature-scale and drift normalisation
+    clip_sample: bool = True  # clip generated chunks to [-1, 1] (the data range) before unnormalising
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.temperatures = tuple(float(t) for t in self.temperatures)
+        if self.group_mode not in GROUP_MODES:
+            raise config_error("group_mode", f"one of {GROUP_MODES}", self.group_mode,
+                               "use 'per_observation'")
+        if self.samples_per_obs < 1 or (self.group_mode == "per_observation" and self.samples_per_obs < 2):
+            raise config_error("samples_per_obs", ">= 2 with per-observation groups (G=1 has no negative "
+                               "after the self-mask, so the field is degenerate)", self.samples_per_obs,
+                               "use 4-8; G=1 only runs with group_mode='mixed'")
+        if self.extra_positives_k < 0:
+            raise config_error("extra_positives_k", ">= 0", self.extra_positives_k, "use 0 (demo chunk only)")
+        if not self.temperatures or min(self.temperatures) <= 0:
+            raise config_error("temperatures", "a non-empty tuple of positive floats", self.temperatures,
+                               "e.g. (0.02, 0.05, 0.2) or (0.2,)")
+
+
+class DriftingPolicy(BasePolicy):
+    """One-step generator: chunk = backbone(noise, obs); no timestep input."""
+
+    name = "drifting"
+    config_class = DriftingConfig
+    uses_timestep = False
+    zero_init_output = False  # a zeroed output would make all G samples identical: no field at step 0
+
+    def positives(self, action: Tensor, cond: Tensor) -> Tensor:
+        """Demonstration chunks [B, D] (+ k nearest observations' chunks) -> positives [B, 1 + k, D]."""
+        k = self.config.extra_positives_k
+        if k == 0:
+            return action.unsqueeze(1)  # [B, 1, D]
+        batch = action.shape[0]
+        if k >= batch:
+            raise ValueError(f"extra_positives_k={k} needs a batch of more than {k} observations; "
+                             f"got {batch}")
+        with torch.no_grad():
+            dist = torch.cdist(cond, cond)  # [B, B], in the encoder's (normalised) feature space
+            dist.fill_diagonal_(float("inf"))
+            neighbours = dist.topk(k, dim=1, largest=False).indices  # [B, k]
+        return torch.cat([action.unsqueeze(1), action[neighbours]], dim=1)  # [B, 1 + k, D]
+
+    def generate(self, cond: Tensor, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+        """Conditioning [B, E] -> normalised chunks [B * num_samples, T, A] (rows of one obs adjacent)."""
+        noise = self.sample_noise((cond.shape[0] * num_samples, *self.chunk_shape), generator)
+        return self.backbone(noise, None, cond)
+
+    def compute_loss(self, batch: Mapping[str, Any], generator: torch.Generator | None = None
+                     ) -> tuple[Tensor, dict[str, Tensor]]:
+        config = self.config
+        cond = self.encode_obs(batch["obs"], generator)  # [B, E], once per observation
+        num_obs, num_gen = cond.shape[0], config.samples_per_obs
+        action = self.normalized_action(batch, num_obs).reshape(num_obs, -1)  # [B, D]
+        gen = self.generate(cond, num_gen, generator).reshape(num_obs, num_gen, -1)  # [B, G, D]
+        pos = self.positives(action, cond)  # [B, P, D]
+        if config.group_mode == "mixed":  # the known failure: all observations in one kernel problem
+            gen, pos = gen.reshape(1, -1, gen.shape[-1]), pos.reshape(1, -1, pos.shape[-1])
+        loss, drift_metrics = drift_loss_with_metrics(gen, pos, temperatures=config.temperatures,
+                                                      normalize=config.normalize, check_finite=False)
+        with torch.no_grad():  # the drift loss stays ~constant by design: watch the distance to the demo
+            demo_mse = (gen.reshape(num_obs, num_gen, -1) - action.unsqueeze(1)).square().mean()
+        return loss, {"loss": loss.detach(), "demo_mse": demo_mse, **drift_metrics}
+
+    @torch.no_grad()
+    def predict_action(self, obs: Mapping[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
+        cond = self.encode_obs(obs)  # [B, E]
+        return self.unnormalize_action(self.generate(cond, 1, generator))  # [B, T, A], one evaluation

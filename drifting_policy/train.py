@@ -1,0 +1,118 @@
+"""`drifting-train`: build data, policy and runners from the hydra config and run the one training loop.
+
+    drifting-train task=pusht_state policy=drifting
+    drifting-train task=pusht_state policy=diffusion train.max_steps=null train.max_minutes=10
+    drifting-train task=pusht_state policy=diffusion train=gpu
+
+`run_training(cfg)` does the work from a plain dict (configs/train.yaml composed with its groups), so tests
+and scripts need no hydra. The last printed line is a JSON object with the final metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from drifting_policy.runner import EnvRunner, RunnerConfig
+from drifting_policy.trainer import PolicySpec, TrainConfig, Trainer
+
+
+def build_datasets(task: Mapping[str, Any], policy_options: Mapping[str, Any]):
+    """(train, val or None) datasets of raw windows with the policy's horizons."""
+    dataset = dict(task["dataset"])
+    kind = dataset.pop("type")
+    horizons = {key: policy_options[key] for key in ("obs_horizon", "action_horizon", "prediction_horizon")
+                if key in policy_options}
+    if kind != "pusht":
+        raise ValueError(f"task.dataset.type={kind!r}: expected 'pusht' (add other dataset types to "
+                         f"drifting_policy/train.py build_datasets)")
+    from drifting_policy.data import PushTDataset
+
+    path = Path(dataset["zarr_path"])
+    if not path.exists():
+        raise FileNotFoundError(f"task.dataset.zarr_path={path} does not exist; collect it first: "
+                                f"drifting-collect task=pusht out={path}")
+    train = PushTDataset(**dataset, **horizons, split="train")
+    val = train.get_validation_dataset() if dataset.get("val_ratio", 0) > 0 else None
+    return train, val
+
+
+def fit_normalizer(train_dataset, shape_meta: Mapping[str, Any]):
+    from drifting_policy.data import Normalizer
+
+    image_keys = [key for key, spec in shape_meta["obs"].items() if spec["type"] == "rgb"]
+    return Normalizer().fit(train_dataset.normalizer_data(), image_keys=image_keys)
+
+
+def build_runners(task: Mapping[str, Any], policy_options: Mapping[str, Any],
+                  train_seeds: bool = False) -> dict[str, EnvRunner]:
+    """{"eval/": test-seed runner} (+ {"train/": runner on the task's train seeds} when asked)."""
+    base = {**task["runner"], "obs_horizon": policy_options.get("obs_horizon", 2),
+            "action_horizon": policy_options.get("action_horizon", 8)}
+    runners = {"eval/": EnvRunner(RunnerConfig(**base, prefix="eval/"))}
+    if train_seeds:
+        seeds = task["train_seeds"]
+        runners["train/"] = EnvRunner(RunnerConfig(**{**base, **seeds, "n_videos": 0}, prefix="train/"))
+    return runners
+
+
+def check_shape_meta(expected: Mapping[str, Any], got: Mapping[str, Any]) -> None:
+    def normalised(meta):
+        return json.loads(json.dumps(meta, default=list))
+
+    if normalised(expected) != normalised(got):
+        raise ValueError(f"task.shape_meta={normalised(expected)} but the dataset yields {normalised(got)}; "
+                         f"fix the task config (or the dataset's obs_type)")
+
+
+def set_threads(num_threads: int | None) -> None:
+    if num_threads:
+        torch.set_num_threads(int(num_threads))
+
+
+def run_training(cfg: Mapping[str, Any]) -> dict[str, float]:
+    """Train the configured policy; returns the last metrics (train/, val/, eval/)."""
+    from drifting_policy.policy import build_policy
+
+    cfg = dict(cfg)
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(cfg["train"]) - known)
+    if unknown:
+        raise ValueError(f"unknown train.* fields {unknown}; TrainConfig has {sorted(known)}")
+    train_cfg = TrainConfig(**{**cfg["train"], "seed": cfg["seed"]})
+    set_threads(train_cfg.num_threads)
+    options = {key: value for key, value in cfg["policy"].items() if key != "name"}
+    name = cfg["policy"]["name"]
+    train_set, val_set = build_datasets(cfg["task"], options)
+    shape_meta = train_set.shape_meta
+    check_shape_meta(cfg["task"]["shape_meta"], shape_meta)
+    torch.manual_seed(cfg["seed"])  # initial weights
+    policy = build_policy(name, options, shape_meta)
+    policy.set_normalizer(fit_normalizer(train_set, shape_meta))
+    runners = build_runners(cfg["task"], options, bool(cfg.get("eval_train_seeds", False)))
+    run_dir = Path(cfg["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    n_params = sum(p.numel() for p in policy.parameters())
+    print(f"{name}: {n_params / 1e6:.2f}M parameters, {len(train_set)} train windows, run_dir={run_dir}")
+    trainer = Trainer(policy, train_set, train_cfg, run_dir, PolicySpec(name, options, shape_meta),
+                      val_dataset=val_set, runners=runners, run_config=cfg,
+                      wandb_options=cfg.get("wandb"))
+    return trainer.fit()
+
+
+@hydra.main(config_path="../configs", config_name="train", version_base=None)
+def main(cfg: DictConfig) -> None:
+    metrics = run_training(OmegaConf.to_container(cfg, resolve=True))
+    print(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    main()

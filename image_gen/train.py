@@ -1,0 +1,382 @@
+"""``image-gen-train``: train the one-step DiT generator with feature-space drift losses and learned CFG.
+
+    image-gen-train --config-name smoke                  # configs/image_gen/smoke.yaml
+    image-gen-train --config-name fmnist_pixel steps=4000
+
+One step (paper Sec. 4 and A.6): N_c classes; per class an alpha from a power law, N_neg generated samples,
+N_pos positives from the class queue; N_unc unconditional negatives from the global queue with weight
+w = (alpha - 1)(N_neg - 1) / N_unc; features of all of them; one drift loss per feature set; AdamW step; EMA.
+Run folder: config.yaml, metrics.jsonl, model.safetensors (EMA + raw weights, config in metadata),
+train_state.pt (everything for an exact resume), samples/step_*.png.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from torch import Tensor
+from tqdm import tqdm
+
+from image_gen.data import DEFAULT_ROOT, NUM_CLASSES, load_pixels
+from image_gen.features import FeatureConfig, cfg_neg_weight, extract_features, feature_drift_loss
+from image_gen.models.dit import DiT, DiTConfig
+from image_gen.queue import DataStream, SampleQueue
+from image_gen.utils import (
+    EMA,
+    append_metrics,
+    atomic_save_weights,
+    atomic_torch_save,
+    autocast,
+    load_weights,
+    pick_device,
+    save_grid,
+    warmup_constant,
+)
+
+SPACES = ("pixel", "latent")
+
+
+@dataclass
+class TrainConfig:
+    run_name: str = "imagegen"
+    out_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int = 1
+    space: str = "pixel"
+    vae_path: str | None = None  # latent space: a vae.safetensors from image-gen-train-vae
+    encoder_path: str | None = None  # mae.safetensors from image-gen-train-mae; None only for raw space
+    data_root: str = DEFAULT_ROOT
+    limit_per_class: int | None = None
+    model: DiTConfig = field(default_factory=DiTConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    temperatures: tuple[float, ...] = (0.02, 0.05, 0.2)
+    attraction: float = 1.0  # != repulsion breaks anti-symmetry (ablation only)
+    repulsion: float = 1.0
+    n_classes: int = 10  # N_c classes per step
+    n_neg: int = 16  # N_neg generated samples per class
+    n_pos: int = 16  # N_pos positives per class
+    n_unc: int = 8  # N_unc unconditional negatives
+    queue_per_class: int = 128
+    queue_global: int = 1000
+    push_per_step: int = 64
+    alpha_min: float = 1.0
+    alpha_max: float = 4.0
+    alpha_power: float = 3.0  # p(alpha) ~ alpha^-power
+    no_cfg_frac: float = 0.0  # share of classes trained at alpha = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 2.0
+    ema_decay: float = 0.995
+    steps: int = 500
+    log_every: int = 25
+    sample_every: int = 250
+    checkpoint_every: int = 250
+    grid_alpha: float = 1.5
+    resume: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):
+            self.model = DiTConfig(**self.model)
+        if isinstance(self.features, dict):
+            self.features = FeatureConfig(**self.features)
+        self.temperatures = tuple(float(t) for t in self.temperatures)
+        if self.space not in SPACES:
+            raise ValueError(f"space={self.space!r}; expected one of {SPACES}")
+        if self.space == "latent" and not self.vae_path:
+            raise ValueError(
+                "space='latent' needs vae_path=<vae.safetensors>; train one with image-gen-train-vae"
+            )
+        if self.features.needs_encoder and not self.encoder_path:
+            raise ValueError(
+                f"features.kinds={list(self.features.kinds)} need encoder_path=<mae.safetensors> "
+                "(image-gen-train-mae), or set features.kinds=[global] for raw space"
+            )
+        if not 1 <= self.n_classes <= NUM_CLASSES:
+            raise ValueError(f"n_classes={self.n_classes}; expected 1..{NUM_CLASSES}")
+        if self.n_neg < 2:
+            raise ValueError(
+                f"n_neg={self.n_neg}; the self-masked field needs >= 2 generated samples per class"
+            )
+        if self.n_pos > self.queue_per_class or self.n_unc > self.queue_global:
+            raise ValueError(
+                f"n_pos={self.n_pos} > queue_per_class={self.queue_per_class} or n_unc={self.n_unc} "
+                f"> queue_global={self.queue_global}; enlarge the queue"
+            )
+        if not 1.0 <= self.alpha_min <= self.alpha_max:
+            raise ValueError(f"alpha range [{self.alpha_min}, {self.alpha_max}]; expected 1 <= min <= max")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.run_name
+
+
+def sample_alpha(n: int, config: TrainConfig, generator: torch.Generator) -> Tensor:
+    """CFG scales [n] from p(alpha) ~ alpha^-power on [alpha_min, alpha_max] (inverse CDF), some set to 1."""
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    lo, hi, power = config.alpha_min, config.alpha_max, config.alpha_power
+    if abs(power - 1.0) < 1e-9:
+        alpha = lo * (hi / lo) ** u
+    else:
+        e = 1.0 - power
+        alpha = (lo**e + u * (hi**e - lo**e)) ** (1.0 / e)
+    no_cfg = torch.rand(n, generator=generator) < config.no_cfg_frac
+    return alpha.float().masked_fill(no_cfg, 1.0)
+
+
+class Trainer:
+    """Holds the networks, the queue and every random stream, so a checkpoint restores a run exactly."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = cfg = config
+        torch.set_num_threads(cfg.num_threads)
+        self.device = pick_device(cfg.device)
+        torch.manual_seed(cfg.seed)  # initial weights only; all later randomness uses explicit generators
+        self.vae = self._load_vae()
+        self.samples, self.labels = self._load_data()
+        sample_shape = tuple(self.samples.shape[1:])
+        if (cfg.model.in_channels, cfg.model.input_size) != (sample_shape[0], sample_shape[-1]):
+            raise ValueError(
+                f"model.in_channels={cfg.model.in_channels}, model.input_size={cfg.model.input_size} "
+                f"but {cfg.space} samples are {list(sample_shape)}; set them to match"
+            )
+        self.model = DiT(cfg.model).to(self.device)
+        self.ema = EMA(self.model, cfg.ema_decay)
+        self.encoder = self._load_encoder()
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay
+        )
+        self.generator = torch.Generator().manual_seed(cfg.seed + 1)
+        self.stream = DataStream(self.samples, self.labels, seed=cfg.seed + 2)
+        self.queue = SampleQueue(NUM_CLASSES, sample_shape, cfg.queue_per_class, cfg.queue_global)
+        self.step = 0
+        self._warm_queue()
+
+    def _load_vae(self):
+        if self.config.space != "latent":
+            return None
+        from image_gen.models.vae import load_vae
+
+        return load_vae(self.config.vae_path, self.device)
+
+    def _load_data(self) -> tuple[Tensor, Tensor]:
+        images, labels = load_pixels("train", self.config.data_root, self.config.limit_per_class)
+        if self.vae is None:
+            return images, labels
+        from image_gen.data import cache_latents
+
+        suffix = f"_limit{self.config.limit_per_class}" if self.config.limit_per_class else ""
+        cache = Path(self.config.vae_path).with_name(f"latents_train{suffix}.pt")
+        return cache_latents(self.vae, images.to(self.device), cache).cpu(), labels
+
+    def _load_encoder(self):
+        if not self.config.features.needs_encoder:
+            return None
+        from image_gen.train_mae import load_mae
+
+        encoder = load_mae(self.config.encoder_path, self.device).encoder
+        return encoder.requires_grad_(False).eval()
+
+    def _warm_queue(self) -> None:
+        """Push real samples until every class ring holds n_pos samples (MoCo-style start)."""
+        while (
+            int(self.queue.class_count.min()) < self.config.n_pos
+            or int(self.queue.global_count) < self.config.n_unc
+        ):
+            self.queue.push(*self.stream.next(self.config.push_per_step))
+
+    def features(self, x: Tensor) -> dict[str, Tensor]:
+        """Feature sets of samples x [n, C, H, W] (pixels, or latents decoded by the frozen VAE)."""
+        pixels = None if self.vae is None else self.vae.decode(x)
+        return extract_features(self.encoder, x, self.config.features, encoder_input=pixels)
+
+    def train_step(self) -> dict[str, float]:
+        cfg, gen, device = self.config, self.generator, self.device
+        labels = torch.randperm(NUM_CLASSES, generator=gen)[: cfg.n_classes]  # [N_c]
+        alpha = sample_alpha(cfg.n_classes, cfg, gen)  # [N_c]
+        shape = (cfg.n_classes * cfg.n_neg, cfg.model.in_channels, cfg.model.input_size, cfg.model.input_size)
+        noise = torch.randn(shape, generator=gen)
+        style = self.model.sample_style(shape[0], gen)
+        positives = self.queue.sample_class(labels, cfg.n_pos, gen).flatten(0, 1)  # [N_c * N_pos, C, H, W]
+        unconditional = self.queue.sample_unconditional(cfg.n_unc, gen)  # [N_unc, C, H, W]
+        model_labels = labels.repeat_interleave(cfg.n_neg).to(device)
+        model_alpha = alpha.repeat_interleave(cfg.n_neg).to(device)
+        with autocast(device):
+            generated = self.model(noise.to(device), model_labels, model_alpha, style.to(device))
+            gen_feats = self.features(generated)
+            with torch.no_grad():
+                pos_feats = self.features(positives.to(device))
+                unc_feats = self.features(unconditional.to(device)) if cfg.n_unc else None
+        weight = cfg_neg_weight(alpha, cfg.n_neg, cfg.n_unc).to(device) if cfg.n_unc else None
+        loss, field_metrics = feature_drift_loss(
+            gen_feats,
+            pos_feats,
+            unc_feats,
+            cfg.n_classes,
+            weight,
+            temperatures=cfg.temperatures,
+            attraction=cfg.attraction,
+            repulsion=cfg.repulsion,
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * warmup_constant(self.step, cfg.warmup_steps)
+        self.optimizer.step()
+        self.ema.update(self.model, self.step)
+        self.queue.push(*self.stream.next(cfg.push_per_step))
+        self.step += 1
+        return summarise(
+            loss, grad_norm, self.optimizer.param_groups[0]["lr"], field_metrics, cfg.temperatures
+        )
+
+    # --- checkpoints -------------------------------------------------------------------------------------
+    def save(self) -> None:
+        run_dir = self.config.run_dir
+        weights = {f"ema.{k}": v for k, v in self.ema.model.state_dict().items()}
+        weights.update({f"model.{k}": v for k, v in self.model.state_dict().items()})
+        atomic_save_weights(
+            weights,
+            run_dir / "model.safetensors",
+            {
+                "dit_config": dataclasses.asdict(self.config.model),
+                "step": self.step,
+                "space": self.config.space,
+                "vae_path": self.config.vae_path,
+                "encoder_path": self.config.encoder_path,
+            },
+        )
+        atomic_torch_save(
+            {
+                "step": self.step,
+                "model": self.model.state_dict(),
+                "ema": self.ema.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(),
+                "stream": self.stream.state_dict(),
+                "queue": self.queue.state_dict(),
+            },
+            run_dir / "train_state.pt",
+        )
+
+    def load(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"].cpu())
+        self.stream.load_state_dict({k: v.cpu() for k, v in state["stream"].items()})
+        self.queue.load_state_dict({k: v.cpu() for k, v in state["queue"].items()})
+        self.step = int(state["step"])
+
+    @torch.no_grad()
+    def sample_grid(self, per_class: int = 8) -> Tensor:
+        """EMA samples [10 * per_class, C, H, W] (pixels), class-major, fixed seed."""
+        labels = torch.arange(NUM_CLASSES).repeat_interleave(per_class).to(self.device)
+        x = self.ema.model.generate(labels, self.config.grid_alpha, torch.Generator().manual_seed(12345))
+        return x if self.vae is None else self.vae.decode(x).float()
+
+
+def summarise(
+    loss: Tensor,
+    grad_norm: Tensor,
+    lr: float,
+    field_metrics: dict[str, Tensor],
+    temperatures: tuple[float, ...],
+) -> dict[str, float]:
+    """Flat metrics: loss, grad norm, lr, mean raw drift RMS per temperature, raw-space diagnostics."""
+    out = {"train/loss": loss.item(), "train/grad_norm": float(grad_norm), "train/lr": lr}
+    for tau in temperatures:
+        values = [v for k, v in field_metrics.items() if k.endswith(f"drift_rms/tau_{tau:g}")]
+        out[f"train/drift_rms/tau_{tau:g}"] = float(torch.stack(values).mean())
+    for key in ("global/nearest_pos_dist", "global/gen_spread", "global/feature_scale"):
+        if key in field_metrics:
+            out[f"train/{key}"] = float(field_metrics[key])
+    return out
+
+
+def train(config: TrainConfig) -> Trainer:
+    """Run (or resume) training to ``config.steps``; returns the trainer (its EMA model samples)."""
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(config)
+    state_path = run_dir / "train_state.pt"
+    if config.resume and state_path.is_file():
+        trainer.load(state_path)
+        print(f"resumed from {state_path} at step {trainer.step}")
+    else:  # a fresh run starts a fresh log
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    (run_dir / "config.yaml").write_text(
+        yaml.safe_dump(to_plain(dataclasses.asdict(config)), sort_keys=False)
+    )
+    images_per_step = config.n_classes * config.n_neg
+    start, start_step = time.time(), trainer.step
+    for _ in tqdm(range(trainer.step, config.steps), desc="image-gen-train", mininterval=5.0):
+        metrics = trainer.train_step()
+        step = trainer.step
+        if step % config.log_every == 0 or step == config.steps:
+            rate = (step - start_step) / (time.time() - start)
+            append_metrics(
+                run_dir / "metrics.jsonl",
+                {
+                    "step": step,
+                    **metrics,
+                    "train/steps_per_sec": rate,
+                    "train/images_per_sec": rate * images_per_step,
+                },
+            )
+        if step % config.sample_every == 0 or step == config.steps:
+            save_grid(trainer.sample_grid(), run_dir / "samples" / f"step_{step:06d}.png", nrow=8)
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            trainer.save()
+    return trainer
+
+
+def to_plain(value):
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def load_generator(
+    path: str | Path,
+    device: torch.device | str = "cpu",
+    use_ema: bool = True,
+) -> tuple[DiT, dict]:
+    """Generator from a run's model.safetensors; returns (model in eval mode, metadata)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"generator weights {path} not found; train with `image-gen-train` first")
+    weights, metadata = load_weights(path)
+    model = DiT(DiTConfig(**metadata["dit_config"]))
+    prefix = "ema." if use_ema else "model."
+    model.load_state_dict({k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)})
+    return model.to(device).eval(), metadata
+
+
+def main():
+    import hydra
+    from omegaconf import OmegaConf
+
+    from image_gen.utils import register_base_config
+
+    register_base_config("train_base", TrainConfig)
+
+    @hydra.main(config_path="../configs/image_gen", config_name="smoke", version_base=None)
+    def run(cfg):
+        train(TrainConfig(**OmegaConf.to_container(cfg, resolve=True)))
+
+    run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Generator training: alpha sampling, one step, exact resume, config checks; tiny overfit (slow)."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from image_gen.models.mae import MAE, MAEConfig
+from image_gen.train import TrainConfig, Trainer, load_generator, sample_alpha, train
+from image_gen.train_mae import save_mae
+
+
+@pytest.fixture(scope="module")
+def mae_path(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("mae") / "mae.safetensors"
+    save_mae(MAE(MAEConfig(width=4, blocks=(1, 1))), path)
+    return str(path)
+
+
+def tiny_config(tmp_path, fake_root, mae_path, **overrides):
+    base = dict(
+        run_name="run",
+        out_dir=str(tmp_path),
+        data_root=str(fake_root),
+        encoder_path=mae_path,
+        device="cpu",
+        model={"size": "DiT-T/4", "num_in_context": 2, "num_style_tokens": 4},
+        n_classes=4,
+        n_neg=4,
+        n_pos=4,
+        n_unc=4,
+        queue_per_class=8,
+        queue_global=16,
+        push_per_step=16,
+        steps=3,
+        warmup_steps=2,
+        log_every=1,
+        sample_every=100,
+        checkpoint_every=100,
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
+def test_alpha_follows_a_power_law_in_range():
+    config = TrainConfig(features={"kinds": ["global"]}, alpha_min=1.0, alpha_max=4.0, alpha_power=3.0)
+    alpha = sample_alpha(20000, config, torch.Generator().manual_seed(0))
+    assert alpha.min() >= 1.0 and alpha.max() <= 4.0
+    # p ~ a^-3 on [1, 4]: P(alpha < 2) = (1 - 2^-2) / (1 - 4^-2) = 0.8
+    assert (alpha < 2).float().mean().item() == pytest.approx(0.8, abs=0.02)
+    half = dataclasses.replace(config, no_cfg_frac=0.5)
+    assert (sample_alpha(20000, half, torch.Generator().manual_seed(0)) == 1.0).float().mean() > 0.45
+
+
+def test_config_errors_say_what_to_set():
+    with pytest.raises(ValueError, match="vae_path"):
+        TrainConfig(space="latent", features={"kinds": ["global"]})
+    with pytest.raises(ValueError, match="encoder_path"):
+        TrainConfig()
+    with pytest.raises(ValueError, match="n_neg=1"):
+        TrainConfig(features={"kinds": ["global"]}, n_neg=1)
+
+
+def test_one_step_logs_finite_metrics(tmp_path, fake_root, mae_path):
+    trainer = Trainer(tiny_config(tmp_path, fake_root, mae_path))
+    before = [p.clone() for p in trainer.model.parameters()]
+    metrics = trainer.train_step()
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    assert {"train/loss", "train/grad_norm", "train/drift_rms/tau_0.02", "train/global/gen_spread"} <= set(
+        metrics
+    )
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
+
+
+def test_resume_is_exact(tmp_path, fake_root, mae_path):
+    straight = train(tiny_config(tmp_path / "a", fake_root, mae_path, steps=3))
+    train(tiny_config(tmp_path / "b", fake_root, mae_path, steps=2, checkpoint_every=2))
+    resumed = train(tiny_config(tmp_path / "b", fake_root, mae_path, steps=3))
+    assert resumed.step == 3
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    model, meta = load_generator(tmp_path / "b" / "run" / "model.safetensors")
+    assert meta["step"] == 3 and (tmp_path / "b" / "run" / "samples" / "step_000003.png").is_file()
+    torch.testing.assert_close(model.state_dict(), resumed.ema.model.state_dict())
+
+
+@pytest.mark.slow
+def test_tiny_overfit_lands_samples_on_their_class(tmp_path, fake_root):
+    """Raw-space drifting on the synthetic bars: each class's samples end nearest their own class mean."""
+    config = tiny_config(
+        tmp_path,
+        fake_root,
+        None,
+        features={"kinds": ["global"]},
+        n_classes=10,
+        n_neg=8,
+        n_pos=8,
+        steps=150,
+        lr=2e-3,
+        warmup_steps=10,
+        ema_decay=0.9,
+        temperatures=(0.2,),
+    )
+    trainer = train(config)
+    labels = torch.arange(10).repeat_interleave(8)
+    samples = trainer.ema.model.generate(labels, 1.0, torch.Generator().manual_seed(0)).flatten(1)
+    means = torch.stack([trainer.samples[trainer.labels == c].mean(0).flatten() for c in range(10)])
+    nearest = torch.cdist(samples, means).argmin(1)
+    assert (nearest == labels).float().mean() > 0.9
+
+
+def test_latent_space_step_caches_latents_once(tmp_path, fake_root, mae_path):
+    from image_gen.models.vae import LatentVAE, VAEConfig, build_autoencoder, save_vae
+
+    torch.manual_seed(0)
+    vae_config = VAEConfig(block_out_channels=(8, 8, 8), norm_num_groups=4)
+    save_vae(LatentVAE(build_autoencoder(vae_config), vae_config), tmp_path / "vae.safetensors")
+    config = tiny_config(tmp_path, fake_root, mae_path, space="latent",
+                         vae_path=str(tmp_path / "vae.safetensors"),
+                         model={"size": "DiT-T/2", "in_channels": 4, "input_size": 8, "num_style_tokens": 4})
+    trainer = Trainer(config)
+    assert trainer.samples.shape == (200, 4, 8, 8) and (tmp_path / "latents_train.pt").is_file()
+    metrics = trainer.train_step()
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+    assert trainer.sample_grid(per_class=1).shape == (10, 1, 32, 32)  # decoded to pixels
