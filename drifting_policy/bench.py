@@ -8,8 +8,8 @@
 
 Every method uses the same backbone options, obs encoder and shapes (randomly initialised weights unless a
 checkpoint is given: latency does not depend on the values). Per method: `warmup` calls, then up to
-`repeats` timed calls (at most `max_seconds` each method), median reported. Measured with one thread and
-with torch's default thread count. The last printed line is a JSON object: `drifting_ms`, `ddpm100_ms`,
+`repeats` timed calls interleaved across methods (same machine load for each), median reported. Measured
+with one thread and with torch's default thread count. The last printed line is a JSON object: `drifting_ms`, `ddpm100_ms`,
 `ddim10_ms`, `regression_ms`, `speedup_ddpm100`, `speedup_ddim10` (one thread, or `device` for a GPU) and
 the same keys suffixed `_threads<N>` for the default thread count.
 """
@@ -101,23 +101,31 @@ def _copy_with_sampler(policy, extra: Mapping[str, Any]):
     return clone
 
 
-def time_policy(policy, obs: dict[str, torch.Tensor], warmup: int, repeats: int, max_seconds: float,
-                device: str) -> float:
-    """Median milliseconds of one `predict_action` call (batch 1, one chunk)."""
+def time_policies(policies: Mapping[str, torch.nn.Module], obs: dict[str, torch.Tensor], warmup: int,
+                  repeats: int, max_seconds: float, device: str) -> dict[str, float]:
+    """Median milliseconds of one `predict_action` call (batch 1, one chunk) per method.
+
+    Calls are interleaved (one call of each method per round), so every method sees the same machine
+    load; rounds stop after `repeats`, or after `max_seconds` per method once 3 rounds are done.
+    """
     generator = torch.Generator(device=device).manual_seed(0)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    times: list[float] = []
+    times: dict[str, list[float]] = {name: [] for name in policies}
     with torch.inference_mode():
-        for _ in range(warmup):
-            policy.predict_action(obs, generator=generator)
+        for policy in policies.values():
+            for _ in range(warmup):
+                policy.predict_action(obs, generator=generator)
         sync()
-        budget_end = time.perf_counter() + max_seconds
-        while len(times) < repeats and (len(times) < 3 or time.perf_counter() < budget_end):
-            tic = time.perf_counter()
-            policy.predict_action(obs, generator=generator)
-            sync()
-            times.append(time.perf_counter() - tic)
-    return 1000.0 * statistics.median(times)
+        budget_end = time.perf_counter() + max_seconds * len(policies)
+        for round_index in range(repeats):
+            if round_index >= 3 and time.perf_counter() > budget_end:
+                break
+            for name, policy in policies.items():
+                tic = time.perf_counter()
+                policy.predict_action(obs, generator=generator)
+                sync()
+                times[name].append(time.perf_counter() - tic)
+    return {name: 1000.0 * statistics.median(values) for name, values in times.items()}
 
 
 def run_bench(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,13 +135,15 @@ def run_bench(cfg: Mapping[str, Any]) -> dict[str, Any]:
     obs = random_obs(info["shape_meta"], obs_horizon, cfg["device"])
     ddim = f"ddim{cfg['ddim_steps']}"
     thread_counts = [1] if cfg["device"] != "cpu" else [1, default_threads]
-    result: dict[str, Any] = {"device": cfg["device"], "backbone": info["options"].get("backbone"),
-                              "n_params": sum(p.numel() for p in policies["drifting"].parameters())}
+    result: dict[str, Any] = {"device": cfg["device"], "backbone": info["options"].get("backbone")}
+    for name, policy in policies.items():
+        result[f"{name}_params"] = sum(p.numel() for p in policy.parameters())
     for index, threads in enumerate(dict.fromkeys(thread_counts)):
         torch.set_num_threads(threads)
         suffix = "" if index == 0 else f"_threads{threads}"
-        for name, policy in policies.items():
-            ms = time_policy(policy, obs, cfg["warmup"], cfg["repeats"], cfg["max_seconds"], cfg["device"])
+        timings = time_policies(policies, obs, cfg["warmup"], cfg["repeats"], cfg["max_seconds"],
+                                cfg["device"])
+        for name, ms in timings.items():
             result[f"{name}_ms{suffix}"] = ms
             print(f"{name:>12} threads={threads}: {ms:9.3f} ms per chunk")
         result[f"speedup_ddpm100{suffix}"] = result[f"ddpm100_ms{suffix}"] / result[f"drifting_ms{suffix}"]

@@ -1,0 +1,272 @@
+"""robomimic hdf5 demonstrations (ours or real robomimic files) as a torch Dataset of raw training windows.
+
+Samples have the same layout as the Push-T dataset, with the env's observation keys::
+
+    {"obs": {key: [obs_horizon, ...]}, "action": float32 [prediction_horizon, action_dim]}
+
+Low-dim keys are float32 (``object`` [D_obj], ``robot0_eef_pos`` [3], ``robot0_eef_quat`` [4],
+``robot0_gripper_qpos`` [2]); camera keys (``*_image``) stay uint8 [H, W, 3]. Actions are the file's
+``actions`` (7-D OSC_POSE delta) or, with ``abs_action=True``, ``actions_abs`` (or ``actions`` of a file whose
+env is absolute) converted to 10-D [position 3, rotation-6D 6, gripper 1] as Diffusion Policy does, so that a
+min/max normaliser never wraps an angle; ``action_10d_to_7d`` maps policy outputs back to env actions.
+Windows come from ``SequenceSampler`` (Diffusion Policy's padding); the split is by demo.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+
+from drifting_policy.data.sequence import SequenceSampler, episode_split
+
+LOW_DIM_KEYS = ("object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
+KNOWN_DIMS = {"robot0_eef_pos": (3,), "robot0_eef_quat": (4,), "robot0_gripper_qpos": (2,)}
+OBJECT_DIMS = {"Lift": 10, "PickPlaceCan": 14, "NutAssemblySquare": 14, "ToolHang": 44}
+SPLITS = ("train", "val")
+
+
+class RobomimicDatasetError(ValueError):
+    """The file does not hold what the dataset was asked for; the message names path, key and fix."""
+
+
+def is_image_key(key: str) -> bool:
+    return key.endswith("_image")
+
+
+def action_7d_to_10d(actions: np.ndarray) -> np.ndarray:
+    """[..., 7] (pos, axis-angle, gripper) -> [..., 10] (pos, rotation matrix rows 1-2, gripper)."""
+    matrix = Rotation.from_rotvec(actions[..., 3:6].reshape(-1, 3)).as_matrix()  # [N, 3, 3]
+    rot6d = matrix[:, :2, :].reshape(*actions.shape[:-1], 6)
+    return np.concatenate([actions[..., :3], rot6d, actions[..., 6:]], axis=-1).astype(np.float32)
+
+
+def action_10d_to_7d(actions: np.ndarray) -> np.ndarray:
+    """Inverse of action_7d_to_10d; the 6-D rotation is Gram-Schmidt orthonormalised first."""
+    rows = actions[..., 3:9].reshape(-1, 2, 3).astype(np.float64)
+    first = rows[:, 0] / np.linalg.norm(rows[:, 0], axis=-1, keepdims=True)
+    second = rows[:, 1] - (first * rows[:, 1]).sum(-1, keepdims=True) * first
+    second = second / np.linalg.norm(second, axis=-1, keepdims=True)
+    matrix = np.stack([first, second, np.cross(first, second)], axis=1)  # [N, 3, 3]
+    rotvec = Rotation.from_matrix(matrix).as_rotvec().reshape(*actions.shape[:-1], 3)
+    return np.concatenate([actions[..., :3], rotvec, actions[..., 9:]], axis=-1).astype(np.float32)
+
+
+class RobomimicDataset(torch.utils.data.Dataset):
+    """Windows of one split of a robomimic hdf5 file; see the module docstring for the sample layout.
+
+    The split is by demo (``episode_split``: ``val_ratio``, ``max_train_episodes``, ``seed``) over the
+    demos of ``filter_key`` (a ``mask/<name>`` of the file, e.g. robomimic's "20_percent") or all demos.
+    """
+
+    def __init__(
+        self,
+        hdf5_path: str | Path,
+        obs_keys: tuple[str, ...] = LOW_DIM_KEYS,
+        obs_horizon: int = 2,
+        action_horizon: int = 8,
+        prediction_horizon: int = 16,
+        abs_action: bool = False,
+        val_ratio: float = 0.02,
+        max_train_episodes: int | None = None,
+        seed: int = 42,
+        split: str = "train",
+        filter_key: str | None = None,
+    ):
+        if split not in SPLITS:
+            raise ValueError(f"RobomimicDataset: split must be one of {SPLITS}, got {split!r}")
+        if not obs_keys:
+            raise ValueError("RobomimicDataset: obs_keys is empty; e.g. obs_keys=" + repr(LOW_DIM_KEYS))
+        self.hdf5_path = Path(hdf5_path)
+        self.obs_keys, self.split, self.abs_action = tuple(obs_keys), split, abs_action
+        self._kwargs = dict(
+            hdf5_path=hdf5_path,
+            obs_keys=self.obs_keys,
+            obs_horizon=obs_horizon,
+            action_horizon=action_horizon,
+            prediction_horizon=prediction_horizon,
+            abs_action=abs_action,
+            val_ratio=val_ratio,
+            max_train_episodes=max_train_episodes,
+            seed=seed,
+            filter_key=filter_key,
+        )
+        if not self.hdf5_path.exists():
+            raise FileNotFoundError(
+                f"RobomimicDataset: {self.hdf5_path} does not exist; collect it with "
+                "drifting-collect task=lift out=<path>.hdf5"
+            )
+        with h5py.File(self.hdf5_path, "r") as file:
+            self.env_args = _env_args(file, self.hdf5_path)
+            names = _demo_names(file, self.hdf5_path, filter_key)
+            train_mask, val_mask = episode_split(len(names), val_ratio, max_train_episodes, seed)
+            chosen = [names[i] for i in np.flatnonzero(train_mask if split == "train" else val_mask)]
+            if not chosen:
+                raise ValueError(
+                    f"RobomimicDataset: split {split!r} of {self.hdf5_path} has no demos "
+                    f"({len(names)} demos, val_ratio={val_ratio}); raise val_ratio or collect more"
+                )
+            self.demo_names = chosen
+            self.arrays, episode_ends = self._load(file, chosen)
+        self.sampler = SequenceSampler(episode_ends, prediction_horizon, obs_horizon, action_horizon)
+        self.obs_horizon, self.action_horizon = obs_horizon, action_horizon
+        self.prediction_horizon = prediction_horizon
+
+    def _action_key(self, file: h5py.File, first: str) -> str:
+        if not self.abs_action:
+            return "actions"
+        if "actions_abs" in file["data"][first]:
+            return "actions_abs"
+        arm = self.env_args.get("env_kwargs", {}).get("controller_configs", {})
+        arm = arm.get("body_parts", {}).get("right", arm)
+        if arm.get("input_type") == "absolute" or arm.get("control_delta") is False:
+            return "actions"
+        raise RobomimicDatasetError(
+            f"{self.hdf5_path}: abs_action=True but the demos have no 'actions_abs' and "
+            "the env's controller is delta; set abs_action=false or recollect"
+        )
+
+    def _load(self, file: h5py.File, names: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        action_key = self._action_key(file, names[0])
+        parts: dict[str, list[np.ndarray]] = {key: [] for key in (*self.obs_keys, "action")}
+        for name in names:
+            demo = file["data"][name]
+            length = _check_demo(demo, f"{self.hdf5_path}:data/{name}", action_key, self.obs_keys)
+            for key in self.obs_keys:
+                parts[key].append(demo["obs"][key][:length])
+            parts["action"].append(demo[action_key][:length])
+        arrays = {}
+        for key, chunks in parts.items():
+            _check_shapes(chunks, key, names, self.hdf5_path)
+            values = np.concatenate(chunks)
+            arrays[key] = values if is_image_key(key) else values.astype(np.float32)
+        self._check_known_dims(arrays)
+        if self.abs_action:
+            arrays["action"] = action_7d_to_10d(arrays["action"])  # [T, 10]
+        ends = np.cumsum([len(chunk) for chunk in parts["action"]]).astype(np.int64)
+        return arrays, ends
+
+    def _check_known_dims(self, arrays: dict[str, np.ndarray]) -> None:
+        expected = dict(KNOWN_DIMS, action=(7,))
+        env_name = self.env_args.get("env_name")
+        if env_name in OBJECT_DIMS:
+            expected["object"] = (OBJECT_DIMS[env_name],)
+        for key, value in arrays.items():
+            shape = value.shape[1:]
+            if is_image_key(key):
+                if value.dtype != np.uint8 or len(shape) != 3 or shape[-1] != 3:
+                    raise RobomimicDatasetError(
+                        f"{self.hdf5_path}: obs/{key} is {value.dtype} {shape}; expected "
+                        "uint8 [H, W, 3] (robomimic's HWC layout)"
+                    )
+            elif key in expected and shape != expected[key]:
+                raise RobomimicDatasetError(
+                    f"{self.hdf5_path}: {key} has per-step shape {shape}; expected "
+                    f"{expected[key]} for {env_name}"
+                )
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rows = self.sampler.rows(index)  # [prediction_horizon]
+        obs_rows = rows[: self.obs_horizon]  # [obs_horizon]
+        return {
+            "obs": {key: self.arrays[key][obs_rows] for key in self.obs_keys},
+            "action": self.arrays["action"][rows],
+        }
+
+    @property
+    def shape_meta(self) -> dict[str, Any]:
+        """{"obs": {key: {"shape": per-step shape, "type": "low_dim" | "rgb"}}, "action": {"shape": (D,)}}."""
+        obs = {
+            key: {
+                "shape": tuple(self.arrays[key].shape[1:]),
+                "type": "rgb" if is_image_key(key) else "low_dim",
+            }
+            for key in self.obs_keys
+        }
+        return {"obs": obs, "action": {"shape": tuple(self.arrays["action"].shape[1:])}}
+
+    def normalizer_data(self) -> dict[str, np.ndarray]:
+        """{key: [N, ...]} all actions and low-dim observations of the train split, for Normalizer.fit."""
+        if self.split != "train":
+            raise ValueError("normalizer_data: fit the normaliser on the train split, not 'val'")
+        return {key: value for key, value in self.arrays.items() if not is_image_key(key)}
+
+    def get_validation_dataset(self) -> RobomimicDataset:
+        return RobomimicDataset(**self._kwargs, split="val")
+
+
+def _env_args(file: h5py.File, path: Path) -> dict:
+    if "data" not in file:
+        raise RobomimicDatasetError(f"{path}: no 'data' group; not a robomimic hdf5 file")
+    raw = file["data"].attrs.get("env_args")
+    if raw is None:
+        raise RobomimicDatasetError(f"{path}: data has no 'env_args' attribute; not a robomimic hdf5 file")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise RobomimicDatasetError(f"{path}: data.attrs['env_args'] is not valid JSON ({error})") from error
+
+
+def _demo_names(file: h5py.File, path: Path, filter_key: str | None) -> list[str]:
+    names = sorted((n for n in file["data"] if n.startswith("demo_")), key=lambda n: int(n.split("_")[1]))
+    if not names:
+        raise RobomimicDatasetError(f"{path}: data has no demo_* groups")
+    if filter_key is None:
+        return names
+    if "mask" not in file or filter_key not in file["mask"]:
+        available = sorted(file["mask"]) if "mask" in file else []
+        raise RobomimicDatasetError(
+            f"{path}: filter_key={filter_key!r} but there is no mask/{filter_key} "
+            f"(available: {available}); set filter_key=null"
+        )
+    chosen = {n.decode() if isinstance(n, bytes) else str(n) for n in file["mask"][filter_key][:]}
+    missing = sorted(chosen - set(names))
+    if missing:
+        raise RobomimicDatasetError(f"{path}: mask/{filter_key} names demos that do not exist: {missing[:5]}")
+    return [n for n in names if n in chosen]
+
+
+def _check_demo(demo: h5py.Group, where: str, action_key: str, obs_keys: tuple[str, ...]) -> int:
+    """Checks that the demo has the actions and observations asked for, all of one length; returns it."""
+    if action_key not in demo:
+        raise RobomimicDatasetError(f"{where}: missing dataset '{action_key}' (has {sorted(demo)})")
+    length = demo[action_key].shape[0]
+    if length == 0:
+        raise RobomimicDatasetError(f"{where}: '{action_key}' is empty")
+    if "num_samples" in demo.attrs and int(demo.attrs["num_samples"]) != length:
+        raise RobomimicDatasetError(
+            f"{where}: num_samples={int(demo.attrs['num_samples'])} but {action_key} has {length} rows"
+        )
+    available = sorted(demo["obs"]) if "obs" in demo else []
+    for key in obs_keys:
+        if key not in available:
+            hint = (
+                " (render them with python -m envs.robomimic.hdf5_io --render-images FILE)"
+                if is_image_key(key)
+                else ""
+            )
+            raise RobomimicDatasetError(
+                f"{where}: missing observation 'obs/{key}'; available {available}{hint}"
+            )
+        if demo["obs"][key].shape[0] != length:
+            raise RobomimicDatasetError(
+                f"{where}: obs/{key} has {demo['obs'][key].shape[0]} rows but {action_key} has {length}"
+            )
+    return length
+
+
+def _check_shapes(chunks: list[np.ndarray], key: str, names: list[str], path: Path) -> None:
+    shape = chunks[0].shape[1:]
+    for name, chunk in zip(names, chunks, strict=True):
+        if chunk.shape[1:] != shape:
+            raise RobomimicDatasetError(
+                f"{path}: {key} has per-step shape {chunk.shape[1:]} in {name} but {shape} in {names[0]}"
+            )
