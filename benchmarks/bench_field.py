@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_field.py time --compile        # + torch.compile column
     .venv/bin/python benchmarks/bench_field.py memory                # peak extra RSS of one field call
     .venv/bin/python benchmarks/bench_field.py time --device cuda    # on a GPU when there is one
+    .venv/bin/python benchmarks/bench_field.py floor                 # sign of the field between two modes
 
 Times are the minimum over repeats of one ``drift_field`` call (official normalisation, three temperatures,
 ``check_finite=False`` as in a training loop), in milliseconds. On CPU they are the process's CPU time
@@ -23,7 +24,7 @@ import time
 
 import torch
 
-from drifting_policy.drift import drift_field
+from drifting_policy.drift import drift_field, drift_field_result
 
 BASE = {"B": 64, "G": 64, "P": 80, "D": 32}
 SWEEP = {"B": (1, 16, 64, 256), "G": (16, 64, 256), "P": (16, 80, 320), "D": (2, 32, 256)}
@@ -60,7 +61,6 @@ def time_call(function, gen: torch.Tensor, pos: torch.Tensor, repeats: int) -> f
 
 
 def bench_time(device: str, with_compile: bool, repeats: int) -> str:
-    compiled = torch.compile(_field, dynamic=False) if with_compile else None
     header = "| B | G | P | D | [B,G,G+P] MiB | eager ms |" + (" compiled ms |" if with_compile else "")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     sizes = [{**BASE, name: value} for name, values in SWEEP.items() for value in values]
@@ -70,7 +70,10 @@ def bench_time(device: str, with_compile: bool, repeats: int) -> str:
         matrix_mib = size["B"] * size["G"] * (size["G"] + size["P"]) * 4 / 2**20
         row = f"| {size['B']} | {size['G']} | {size['P']} | {size['D']} | {matrix_mib:.2f} | "
         row += f"{time_call(_field, gen, pos, repeats):.3f} |"
-        if compiled is not None:
+        if with_compile:
+            # A fresh compile per size: dynamo falls back to eager silently after 8 recompilations.
+            torch.compiler.reset()
+            compiled = torch.compile(_field, dynamic=False)
             try:
                 row += f" {time_call(compiled, gen, pos, repeats):.3f} |"
             except Exception as error:  # report why compile failed on this machine, keep the eager numbers
@@ -102,10 +105,35 @@ def bench_memory() -> str:
             f"({result['matrix_mib']:.0f} MiB); field output {result['output_mib']:.0f} MiB")
 
 
+def bench_floor() -> str:
+    """Between-modes diagnostic: does the field push samples sitting between two modes outwards?
+
+    Generated samples ~ N(0, 0.3^2 I) between modes at (+-3, 0) (std 0.3). The outward component
+    mean(V_x * sign(x)) / RMS(V) with the official normalisation is compared with the same logits and
+    kernel without the affinity floor (normalize=False at tau * feature scale: only the floor and the global
+    RMS factor differ, and a positive factor does not change a sign).
+    """
+    lines = ["| G = P | tau | outward, official | outward, no floor |", "|---|---|---|---|"]
+    for size in (16, 128, 512):
+        generator = torch.Generator().manual_seed(0)
+        gen = torch.randn(1, size, 2, generator=generator) * 0.3  # [1, G, 2]
+        side = torch.randint(0, 2, (1, size), generator=generator) * 2.0 - 1.0
+        pos = torch.randn(1, size, 2, generator=generator) * 0.3
+        pos[..., 0] += 3.0 * side
+        sign = gen[0, :, 0].sign()
+        for tau in (0.02, 0.05, 0.2):
+            official = drift_field_result(gen, pos, temperatures=(tau,))
+            no_floor = drift_field(gen, pos, temperatures=(tau * float(official.scale),), normalize=False)
+            outward = [float((v[0, :, 0] * sign).mean() / v.square().mean().sqrt())
+                       for v in (official.field, no_floor)]
+            lines.append(f"| {size} | {tau} | {outward[0]:+.2f} | {outward[1]:+.2f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("time", "memory", "_memory_child"))
+    parser.add_argument("what", choices=("time", "memory", "floor", "_memory_child"))
     parser.add_argument("--compile", action="store_true", help="add a torch.compile column")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=10)
@@ -116,6 +144,8 @@ def main() -> None:
         print(bench_time(args.device, args.compile, args.repeats))
     elif args.what == "memory":
         print(bench_memory())
+    elif args.what == "floor":
+        print(bench_floor())
     else:
         _measure_memory_child(args.device)
 

@@ -9,9 +9,10 @@
 Every method uses the same backbone options, obs encoder and shapes (randomly initialised weights unless a
 checkpoint is given: latency does not depend on the values). Per method: `warmup` calls, then up to
 `repeats` timed calls interleaved across methods (same machine load for each), median reported. Measured
-with one thread and with torch's default thread count. The last printed line is a JSON object: `drifting_ms`, `ddpm100_ms`,
-`ddim10_ms`, `regression_ms`, `speedup_ddpm100`, `speedup_ddim10` (one thread, or `device` for a GPU) and
-the same keys suffixed `_threads<N>` for the default thread count.
+with one thread and with torch's default thread count. The last printed line is a JSON object:
+`drifting_ms`, `ddpm100_ms`, `ddim10_ms`, `regression_ms`, `speedup_ddpm100`, `speedup_ddim10` (one thread,
+or `device` for a GPU), the same keys suffixed `_threads<N>` for the default thread count (when
+`default_threads=true`), and `<method>_params`.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def run_bench(cfg: Mapping[str, Any]) -> dict[str, Any]:
     obs_horizon = info["options"].get("obs_horizon", 2)
     obs = random_obs(info["shape_meta"], obs_horizon, cfg["device"])
     ddim = f"ddim{cfg['ddim_steps']}"
-    thread_counts = [1] if cfg["device"] != "cpu" else [1, default_threads]
+    thread_counts = [1, default_threads] if cfg["device"] == "cpu" and cfg.get("default_threads") else [1]
     result: dict[str, Any] = {"device": cfg["device"], "backbone": info["options"].get("backbone")}
     for name, policy in policies.items():
         result[f"{name}_params"] = sum(p.numel() for p in policy.parameters())
