@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Push-T state comparison experiments (issues 4 and 8): reproduces every run in docs/parts/pusht_results.md.
 #   bash benchmarks/pusht_experiments.sh main     # Drifting-1 / DDPM-100 / Regression, MLP 3x512, matched steps
-#   bash benchmarks/pusht_experiments.sh ddim     # DDIM-10 / DDIM-16 from the diffusion run's last 3 checkpoints
-#   bash benchmarks/pusht_experiments.sh gsweep   # G in {2,4,16} + group_mode=mixed (G=8 = the main drifting run)
+#   bash benchmarks/pusht_experiments.sh ddim     # DDPM-100 (last 3 ckpts), DDIM-10/16 (all) of the diffusion run
+#   bash benchmarks/pusht_experiments.sh gsweep   # G in {2,4,8,16} + group_mode=mixed, 512 generated chunks/step
 #   bash benchmarks/pusht_experiments.sh g1       # G=1: the config refuses it (prints the error)
 #   bash benchmarks/pusht_experiments.sh bench    # per-chunk latency (drifting-bench)
+#   bash benchmarks/pusht_experiments.sh demo-smoke  # drifting-demo at a smoke budget
 #   bash benchmarks/pusht_experiments.sh plot     # docs/figures/pusht_*.png + summary table from metrics.jsonl
 # Runs go to runs/exp_*, logs to runs/exp_logs/. Each stage runs its trainings concurrently (<= 3 processes,
 # nice -n 5, one torch thread each: train/cpu.yaml) so that compared methods share the same machine load.
@@ -37,8 +38,10 @@ case "${1:-}" in
     train exp_main_regression "$STEPS" policy=regression &
     wait ;;
   ddim)  # DDPM-100 on the last 3 checkpoints, DDIM-10/16 on all 5 (time-to-score curve) from the same weights
-    nice -n 5 "$PY" -m drifting_policy.eval "checkpoint=runs/exp_main_diffusion/checkpoints/step_*" last=3 \
-      >"$LOGS/exp_main_diffusion_ddpm100.log" 2>&1 &
+    for ckpt in $(ls runs/exp_main_diffusion/checkpoints/step_* | tail -n 3); do  # one process per checkpoint
+      nice -n 5 "$PY" -m drifting_policy.eval "checkpoint=$ckpt" \
+        >"$LOGS/exp_main_diffusion_ddpm100_$(basename "$ckpt" .safetensors).log" 2>&1 &
+    done
     for k in 10 16; do
       nice -n 5 "$PY" -m drifting_policy.eval "checkpoint=runs/exp_main_diffusion/checkpoints/step_*" \
         sampler=ddim num_inference_steps=$k >"$LOGS/exp_main_diffusion_ddim$k.log" 2>&1 &
@@ -57,8 +60,12 @@ case "${1:-}" in
     nice -n 5 "$PY" -m drifting_policy.train task=pusht_state policy=drifting policy.samples_per_obs=1 \
       train.batch_size=512 run_dir=runs/exp_g1 train.max_steps=10 2>&1 | tail -5 ;;
   bench)
-    nice -n 5 "$PY" -m drifting_policy.bench 2>&1 | tee "$LOGS/bench.log" ;;
+    nice -n 5 "$PY" -m drifting_policy.bench default_threads=false 2>&1 | tee "$LOGS/bench.log" ;;
+  demo-smoke)  # drifting-demo end to end at a smoke budget (the full `make demo` budget: no options)
+    /usr/bin/time -f "WALL %e s USER %U s SYS %S s" nice -n 5 "$PY" -m drifting_policy.demo --episodes 20 \
+      --data runs/exp_demo_smoke/pusht_20.zarr --out runs/exp_demo_smoke --steps 300 --n-seeds 10 \
+      2>&1 | tee "$LOGS/demo_smoke.log" ;;
   plot)
     "$PY" benchmarks/pusht_experiments.py ;;
-  *) echo "usage: $0 main|ddim|gsweep|g1|bench|plot" >&2; exit 2 ;;
+  *) echo "usage: $0 main|ddim|gsweep|g1|bench|demo-smoke|plot" >&2; exit 2 ;;
 esac

@@ -126,21 +126,29 @@ def count_modes(samples: np.ndarray, config: ModeConfig | None = None) -> Modes:
     return Modes(weights=weights, centres=centres, labels=out, unassigned=float(np.mean(out == NOISE)))
 
 
+def assign_to_modes(samples: np.ndarray, modes: Modes, match_px: float) -> np.ndarray:
+    """samples [S, T, A] -> [S] index of the nearest mode centre within match_px, else NOISE."""
+    if modes.n_modes == 0:
+        return np.full(len(samples), NOISE, dtype=np.int64)
+    dist = chunk_distances(np.asarray(samples, dtype=np.float64), modes.centres)  # [S, K]
+    nearest = np.argmin(dist, axis=1)
+    return np.where(dist[np.arange(len(samples)), nearest] <= match_px, nearest, NOISE)
+
+
 def compare_to_expert(samples: np.ndarray, expert: Modes, config: ModeConfig | None = None) -> ModeMatch:
     """Policy samples [S, T, A] vs the expert's modes (same window) -> ModeMatch."""
     config = config or ModeConfig()
     if expert.n_modes == 0:
         raise ValueError("the expert has no mode at this state; lower ModeConfig.min_weight or add runs")
-    dist = chunk_distances(np.asarray(samples, dtype=np.float64), expert.centres)  # [S, K]
-    nearest = np.argmin(dist, axis=1)
-    ok = dist[np.arange(len(samples)), nearest] <= config.match_px
-    weights = np.array([np.mean(ok & (nearest == k)) for k in range(expert.n_modes)])
+    samples = np.asarray(samples, dtype=np.float64)
+    labels = assign_to_modes(samples, expert, config.match_px)
+    weights = np.array([np.mean(labels == k) for k in range(expert.n_modes)])
     off = float(1.0 - weights.sum())
     target = expert.weights / expert.weights.sum()
     tv = 0.5 * (float(np.abs(weights - target).sum()) + off)
     centre_px = np.full(expert.n_modes, np.nan)
     for k in range(expert.n_modes):
-        mine = samples[ok & (nearest == k)]
+        mine = samples[labels == k]
         if len(mine):
             centre_px[k] = chunk_distances(mine.mean(axis=0)[None], expert.centres[k][None])[0, 0]
     return ModeMatch(weights=weights, off_mode=off, tv=tv, centre_px=centre_px)
@@ -241,14 +249,15 @@ def _modes_row(modes: Modes) -> dict:
     return {"n_modes": modes.n_modes, "weights": _r(modes.weights), "unassigned": round(modes.unassigned, 3)}
 
 
-def _r(values: np.ndarray, digits: int = 3) -> list[float]:
-    return [round(float(v), digits) for v in values]
+def _r(values: np.ndarray, digits: int = 3) -> list[float | None]:
+    return [round(float(v), digits) if np.isfinite(v) else None for v in values]  # None: valid JSON
 
 
 def plot_states(states: list[ExpertState], chunks: list[dict[str, np.ndarray]], window: int,
                 config: ModeConfig, path: str | Path) -> None:
     """One row per state, one panel per source (expert first): sampled chunks over the rendered frame,
-    coloured by mode (grey: in no mode); the executed window is drawn thick, the rest thin."""
+    coloured by the expert mode they fall in (within match_px of its centre; grey: none); the executed
+    window is drawn thick, the rest thin. Titles give each source's own mode count and weights."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -263,11 +272,13 @@ def plot_states(states: list[ExpertState], chunks: list[dict[str, np.ndarray]], 
                              squeeze=False)
     for row, (state, by_name) in enumerate(zip(states, chunks, strict=True)):
         frame = renderer.draw(state.agent_pos, state.block_pose)
+        expert = count_modes(by_name["expert"][:, :window], config)
         for col, name in enumerate(names):
             ax, samples = axes[row, col], by_name[name]
             modes = count_modes(samples[:, :window], config)
+            labels = assign_to_modes(samples[:, :window], expert, config.match_px)
             ax.imshow(frame, extent=(0, WINDOW_SIZE, WINDOW_SIZE, 0))
-            for chunk, label in zip(samples, modes.labels, strict=True):
+            for chunk, label in zip(samples, labels, strict=True):
                 colour = "0.4" if label == NOISE else colours[label % 10]
                 ax.plot(chunk[:, 0], chunk[:, 1], color=colour, lw=0.6, alpha=0.5)
                 ax.plot(chunk[:window, 0], chunk[:window, 1], color=colour, lw=1.4, alpha=0.5)

@@ -343,8 +343,10 @@ def run_collapse_map(out: Path, base: ToyConfig, seeds: Sequence[int]) -> list[d
         start = replace(base, target=target, init_offset=(separation, 0.0), init_std=0.3)
         cases = {label: replace(start, **options) for label, options in COLLAPSE_SETTINGS.items()}
         runs = _train_cases(cases, out / "collapse_map" / f"sep{separation:g}", seeds, figure=None)
-        rows += [{"separation": separation, "setting": name, "seeds": len(seeds),
-                  **_mean_row(runs, name, seeds)} for name in cases]
+        for name in cases:
+            escaped = sum(covers_both_modes(runs[name, seed].scores) for seed in seeds)
+            rows.append({"separation": separation, "setting": name, "seeds": len(seeds),
+                         "escaped": f"{escaped}/{len(seeds)}", **_mean_row(runs, name, seeds)})
     plot_collapse_map(rows, out / "collapse_map" / "toy_collapse_map.png")
     return rows
 
@@ -366,8 +368,8 @@ TABLE_COLUMNS = {
              "cpu_seconds"),
     "fig4": ("case", "seeds", "energy_distance", "energy_floor", "cpu_seconds"),
     "ablations": ("table", "target", "variant", "seeds", "energy_distance", "energy_floor", "cpu_seconds"),
-    "collapse_map": ("separation", "setting", "seeds", "minority_mass", "energy_distance", "energy_floor",
-                     "cpu_seconds"),
+    "collapse_map": ("separation", "setting", "seeds", "escaped", "minority_mass", "energy_distance",
+                     "energy_floor", "cpu_seconds"),
 }
 # Per-experiment defaults under the user's overrides: the Fig. 4 shapes need more samples and steps.
 PART_DEFAULTS = {"fig4": {"steps": 2000, "num_gen": 256, "num_pos": 256}}

@@ -44,6 +44,18 @@ def build_datasets(task: Mapping[str, Any], policy_options: Mapping[str, Any]):
     return train, val
 
 
+def dataset_info(task: Mapping[str, Any], train_set, val_set) -> dict[str, Any]:
+    """What the run trained on (stored in config.yaml and every checkpoint): the store's provenance
+    attributes and the split sizes, so results on different collections are never mixed up silently."""
+    from drifting_policy.data import ReplayBuffer
+
+    attrs = ReplayBuffer.open(task["dataset"]["zarr_path"]).attrs
+    keep = ("expert_version", "source_sha256", "date", "kept", "steps", "noise_std", "seed", "n_seeds")
+    return {"store": {key: attrs[key] for key in keep if key in attrs},
+            "train_windows": len(train_set), "val_windows": len(val_set) if val_set is not None else 0,
+            "train_episodes": len(train_set.episode_ids)}
+
+
 def fit_normalizer(train_dataset, shape_meta: Mapping[str, Any]):
     from drifting_policy.data import Normalizer
 
@@ -97,6 +109,7 @@ def run_training(cfg: Mapping[str, Any]) -> dict[str, float]:
     policy = build_policy(name, options, shape_meta)
     policy.set_normalizer(fit_normalizer(train_set, shape_meta))
     runners = build_runners(cfg["task"], options, bool(cfg.get("eval_train_seeds", False)))
+    cfg["dataset_info"] = dataset_info(cfg["task"], train_set, val_set)
     run_dir = Path(cfg["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))

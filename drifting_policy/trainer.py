@@ -69,8 +69,8 @@ class TrainConfig:
     val_batches: int = 4
     eval_every: int | None = None  # closed-loop evaluation every N steps; None: only at the end
     eval_at_end: bool = True
-    checkpoint_every: int = 500  # rewrites checkpoints/latest
-    save_every: int | None = None  # keeps checkpoints/step_<N>; None: only latest
+    checkpoint_every: int = 500  # rewrites checkpoints/latest (resumable: optimizer and RNG state included)
+    save_every: int | None = None  # keeps checkpoints/step_<N> (weights + EMA only); None: only latest
     resume: bool = True  # continue from run_dir/checkpoints/latest when it exists
     progress: bool = True
 
@@ -252,12 +252,13 @@ class Trainer:
                    dynamic_ncols=True)
         last: dict[str, float] = {}
         window: dict[str, float] = {}
-        window_start, window_steps = time.perf_counter(), 0
+        window_seconds, window_steps = 0.0, 0  # training time only: evaluation does not dilute steps/s
         wall_start = time.perf_counter() - self.wall_seconds
         try:
             while self.progress() < 1.0:
                 tic = time.perf_counter()
                 metrics = self._train_step(to_device(next(batches), self.device))
+                window_seconds += time.perf_counter() - tic
                 self.train_seconds += time.perf_counter() - tic
                 self.step += 1
                 window_steps += 1
@@ -265,13 +266,12 @@ class Trainer:
                     window[key] = window.get(key, 0.0) + value
                 bar.update(1)
                 if self.step % cfg.log_every == 0:
-                    now = time.perf_counter()
-                    self.wall_seconds = now - wall_start
-                    row = self._train_row(window, window_steps, now - window_start)
+                    self.wall_seconds = time.perf_counter() - wall_start
+                    row = self._train_row(window, window_steps, window_seconds)
                     bar.set_postfix(loss=f"{row['train/loss']:.4g}")
                     self.logger.log(row, self.step)
                     last.update(row)
-                    window, window_start, window_steps = {}, now, 0
+                    window, window_seconds, window_steps = {}, 0.0, 0
                 last.update(self._periodic(final=False))
                 self.wall_seconds = time.perf_counter() - wall_start
             last.update(self._periodic(final=True))
@@ -345,7 +345,7 @@ class Trainer:
         if self.runners and self._due("eval", cfg.eval_every, final and cfg.eval_at_end):
             out.update(self._log(self.evaluate()))
         if self._due("save", cfg.save_every, final and bool(cfg.save_every)):
-            self.save(self.ckpt_dir / f"step_{self.step:07d}")
+            self.save(self.ckpt_dir / f"step_{self.step:07d}", resumable=False)
         if self._due("latest", cfg.checkpoint_every, final):
             self.save(self.ckpt_dir / "latest")
         return out
@@ -395,25 +395,30 @@ class Trainer:
         path.write_text(json.dumps(summary, indent=1))
         return out
 
-    def save(self, path: Path) -> Path:
+    def save(self, path: Path, resumable: bool = True) -> Path:
+        """Write a checkpoint; `resumable=False` (periodic step_N files) keeps weights and EMA only, half the
+        size: runs resume from `latest`, which always holds optimizer and RNG state too."""
         state = {"step": self.step, "samples_seen": self.samples_seen, "train_seconds": self.train_seconds,
                  "wall_seconds": self.wall_seconds}
         ckpt = Checkpoint(policy_name=self.spec.name, policy_options=self.spec.options,
                           shape_meta=self.spec.shape_meta, policy_state=self.policy.state_dict(),
                           ema_state=self.ema.model.state_dict() if self.ema is not None else None,
-                          optimizer_state=self.optimizer.state_dict(),
-                          rng_state={**capture_rng_state(), "generator": self.generator.get_state()},
+                          optimizer_state=self.optimizer.state_dict() if resumable else None,
+                          rng_state={**capture_rng_state(), "generator": self.generator.get_state()}
+                          if resumable else {},
                           train_state=state, config=self.run_config)
         return save_checkpoint(path, ckpt)
 
     def load_state(self, path: str | Path) -> None:
         """Restore weights, EMA, optimizer, RNG and counters: the run continues exactly where it was saved."""
         ckpt = load_checkpoint(resolve_path(path))
+        if ckpt.optimizer_state is None or "generator" not in ckpt.rng_state:
+            raise ValueError(f"{path} holds weights only (a periodic step_<N> checkpoint); resume from "
+                             f"checkpoints/latest, which keeps the optimizer and RNG state")
         self.policy.load_state_dict(ckpt.policy_state)
         if self.ema is not None and ckpt.ema_state is not None:
             self.ema.model.load_state_dict(ckpt.ema_state)
-        if ckpt.optimizer_state is not None:
-            self.optimizer.load_state_dict(ckpt.optimizer_state)
+        self.optimizer.load_state_dict(ckpt.optimizer_state)
         restore_rng_state(ckpt.rng_state)
         self.generator.set_state(ckpt.rng_state["generator"])
         self.step = int(ckpt.train_state["step"])

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 import torch
-from training_fakes import TINY_SHAPE_META, TinyConfig, TinyPolicy, build_tiny
+from training_fakes import (
+    TINY_SHAPE_META,
+    TinyConfig,
+    TinyPolicy,
+    build_tiny,
+    one_thread,  # noqa: F401  (autouse fixture: one torch thread)
+)
 
 from drifting_policy import checkpoint as ckpt_mod
 from drifting_policy.checkpoint import (

@@ -1,5 +1,7 @@
 """drifting-demo: commands the pipeline runs, config checks, summary parsing and the table."""
 
+import json
+
 import pytest
 
 from drifting_policy.demo import DemoConfig, eval_commands, last_json, parse_args, row, table, train_command
@@ -40,7 +42,7 @@ def test_parse_args_and_table_from_an_eval_summary():
                "eval/mean_score_ci_low": 0.3, "eval/mean_score_ci_high": 0.55, "eval/success_rate": 0.1,
                "eval/success_rate_ci_low": 0.02, "eval/success_rate_ci_high": 0.2,
                "eval/policy_ms_per_chunk": 1.25}
-    parsed = last_json('progress...\n{"a": 1}\n' + __import__("json").dumps(summary) + "\n")
+    parsed = last_json('progress...\n{"a": 1}\n' + json.dumps(summary) + "\n")
     lines = table([row("Drifting-1", parsed)]).splitlines()
     assert lines[2] == "| Drifting-1 | 1 | 0.432 [0.300, 0.550] | 0.10 [0.02, 0.20] | 1.25 | 50 | 0.5 |"
     with pytest.raises(ValueError, match="JSON summary"):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
+from training_fakes import one_thread  # noqa: F401  (autouse fixture: one torch thread)
 
 from drifting_policy.bench import main as bench_main
 from drifting_policy.bench import run_bench
@@ -62,6 +63,8 @@ def test_train_writes_run_folder_and_evaluates(drifting_run):
     assert (run_dir / "config.yaml").exists() and (run_dir / "metrics.jsonl").exists()
     ckpt = load_checkpoint(run_dir / "checkpoints" / "latest")
     assert ckpt.train_state["step"] == 2 and ckpt.config["task"]["name"] == "pusht_state"
+    info = ckpt.config["dataset_info"]
+    assert info["train_episodes"] == 3 and info["train_windows"] > 0
     assert ckpt.shape_meta["obs"]["keypoint"]["shape"] == [9, 2]
     assert len(list((run_dir / "videos").rglob("*.gif"))) == 1
     summary = json.loads((run_dir / "eval" / "step_0000002.json").read_text())

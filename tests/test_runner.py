@@ -5,7 +5,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from training_fakes import FAKE_ENV_ID, GOAL, TinyConfig, TinyPolicy
+from training_fakes import (
+    FAKE_ENV_ID,
+    GOAL,
+    TinyConfig,
+    TinyPolicy,
+    one_thread,  # noqa: F401  (autouse fixture: one torch thread)
+)
 
 from drifting_policy.runner import EnvRunner, RunnerConfig, bootstrap_mean_ci, wilson_interval
 
@@ -97,3 +103,10 @@ def test_interval_helpers():
     low, high = bootstrap_mean_ci(values)
     assert low < 0.5 < high and high - low < 0.4
     assert bootstrap_mean_ci(values) == bootstrap_mean_ci(values)  # fixed seed: reproducible
+
+
+def test_async_vector_env_matches_sync():
+    policy = TinyPolicy(TinyConfig(noise_std=0.3))
+    sync = reach_runner(n_seeds=3, n_envs=3).run_episodes(policy)
+    async_ = reach_runner(n_seeds=3, n_envs=3, vector_mode="async").run_episodes(policy)
+    assert sync.scores == async_.scores and sync.episode_steps == async_.episode_steps

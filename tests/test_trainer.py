@@ -6,7 +6,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from training_fakes import FAKE_ENV_ID, TINY_SHAPE_META, ReachWindows, TinyConfig, TinyPolicy
+from training_fakes import (
+    FAKE_ENV_ID,
+    TINY_SHAPE_META,
+    ReachWindows,
+    TinyConfig,
+    TinyPolicy,
+    one_thread,  # noqa: F401  (autouse fixture: one torch thread)
+)
 
 from drifting_policy.checkpoint import load_checkpoint
 from drifting_policy.runner import EnvRunner, RunnerConfig
@@ -46,7 +53,7 @@ def losses_of(run_dir):
 
 
 def test_loss_decreases_and_metrics_are_logged(tmp_path):
-    trainer = make_trainer(tmp_path, max_steps=60, lr=3e-2)
+    trainer = make_trainer(tmp_path, max_steps=60, lr=3e-2, save_every=30)
     last = trainer.fit()
     rows = read_rows(tmp_path / "run" / "metrics.jsonl")
     train_rows = [r for r in rows if "train/loss" in r]
@@ -59,6 +66,10 @@ def test_loss_decreases_and_metrics_are_logged(tmp_path):
     assert "val/loss" in last and rows[-1]["step"] == 60  # validation at the end of the run
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest")
     assert ckpt.train_state["step"] == 60 and ckpt.policy_name == "tiny"
+    periodic = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_0000030")
+    assert periodic.optimizer_state is None and periodic.train_state["step"] == 30  # weights + EMA only
+    with pytest.raises(ValueError, match="weights only"):
+        trainer.load_state(tmp_path / "run" / "checkpoints" / "step_0000060")
 
 
 def test_interrupted_and_resumed_run_is_bit_identical(tmp_path):
