@@ -12,7 +12,11 @@ and "collapsed onto one mode" are just offsets and a small std.
 Temperature schedule: the kernel temperatures at step t are ``temperatures * f(t)`` with
 f(t) = start_factor ** (1 - t / (anneal_fraction * steps)) for t < anneal_fraction * steps, then 1:
 a geometric anneal from wide kernels (which see the far mode) to the configured set (which is sharp).
-``start_factor=1`` is the plain fixed set.
+``start_factor=1`` is the plain fixed set. The default x10 anneal is what lets the between-modes and
+far-away starts escape the official affinity floor's pull to the data mean (docs/results.md, toy section).
+
+Usage: ``drifting-toy [experiment=summary|fig3|fig4|ablations|collapse_map|all] [seeds=[1,2,3]]
+[overrides.steps=500] [out_dir=runs/x]``; ``run_experiment`` and ``train_toy`` work without hydra.
 """
 
 from __future__ import annotations
@@ -230,7 +234,6 @@ def snapshot_schedule(steps: int, fractions: Sequence[float] = (0.0, 0.05, 0.15,
     return sorted({int(round(f * steps)) for f in fractions})
 
 
-
 # ---------------------------------------------------------------------------------------------- experiments
 # Fig. 3 starts: (init_offset, init_std) against modes at (+-3, 0) with std 0.3.
 FIG3_STARTS = {"between": ((0.0, 0.0), 0.3), "far": ((0.0, 8.0), 0.3), "collapsed": ((3.0, 0.0), 0.3)}
@@ -241,13 +244,14 @@ ANTI_SYMMETRY = {"V+ - V-": (1.0, 1.0), "1.5 V+ - V-": (1.5, 1.0), "V+ - 1.5 V-"
 KERNEL_NORM_LABELS = {"both": "softmax over x and y", "rows": "softmax over y only",
                       "none": "no normalisation"}
 COLLAPSE_SEPARATIONS = (1.0, 2.0, 3.0, 5.0)
-# Collapsed-start map: field settings (normalised temperatures are relative to the mean distance, raw ones
-# are in data units).
+
 
 def _fixed(normalize: bool, temperatures: tuple[float, ...]) -> dict:
     return dict(normalize=normalize, temperatures=temperatures, temperature_start_factor=1.0)
 
 
+# Collapsed-start map: field settings (normalised temperatures are relative to the mean distance, raw ones
+# are in data units).
 COLLAPSE_SETTINGS = {
     "norm (0.02,0.05,0.2)": _fixed(True, DEFAULT_TEMPERATURES),
     "norm (0.2)": _fixed(True, (0.2,)),

@@ -23,23 +23,35 @@ from omegaconf import DictConfig, OmegaConf
 from drifting_policy.runner import EnvRunner, RunnerConfig
 from drifting_policy.trainer import PolicySpec, TrainConfig, Trainer
 
+# task.dataset.type -> (the config field holding the data path, how to make the file when it is missing)
+DATASET_TYPES = {
+    "pusht": ("zarr_path", "drifting-collect task=pusht out={path}"),
+    "robomimic": ("hdf5_path", "drifting-collect task=<lift|can> out={path}"),
+}
+
 
 def build_datasets(task: Mapping[str, Any], policy_options: Mapping[str, Any]):
-    """(train, val or None) datasets of raw windows with the policy's horizons."""
+    """(train, val or None) datasets of raw windows with the policy's horizons (dataset types in
+    DATASET_TYPES: Push-T zarr, robomimic hdf5)."""
     dataset = dict(task["dataset"])
     kind = dataset.pop("type")
     horizons = {key: policy_options[key] for key in ("obs_horizon", "action_horizon", "prediction_horizon")
                 if key in policy_options}
-    if kind != "pusht":
-        raise ValueError(f"task.dataset.type={kind!r}: expected 'pusht' (add other dataset types to "
-                         f"drifting_policy/train.py build_datasets)")
-    from drifting_policy.data import PushTDataset
-
-    path = Path(dataset["zarr_path"])
+    if kind not in DATASET_TYPES:
+        raise ValueError(f"task.dataset.type={kind!r}: expected one of {sorted(DATASET_TYPES)} (add other "
+                         f"dataset types to drifting_policy/train.py build_datasets)")
+    path_key, collect_hint = DATASET_TYPES[kind]
+    path = Path(dataset[path_key])
     if not path.exists():
-        raise FileNotFoundError(f"task.dataset.zarr_path={path} does not exist; collect it first: "
-                                f"drifting-collect task=pusht out={path}")
-    train = PushTDataset(**dataset, **horizons, split="train")
+        hint = dataset.pop("collect_hint", None) or collect_hint.format(path=path)
+        raise FileNotFoundError(f"task.dataset.{path_key}={path} does not exist; collect it first: {hint}")
+    dataset.pop("collect_hint", None)
+    if kind == "pusht":
+        from drifting_policy.data import PushTDataset as dataset_class
+    else:
+        from drifting_policy.data import RobomimicDataset as dataset_class
+        dataset["obs_keys"] = tuple(dataset["obs_keys"])
+    train = dataset_class(**dataset, **horizons, split="train")
     val = train.get_validation_dataset() if dataset.get("val_ratio", 0) > 0 else None
     return train, val
 
@@ -47,13 +59,29 @@ def build_datasets(task: Mapping[str, Any], policy_options: Mapping[str, Any]):
 def dataset_info(task: Mapping[str, Any], train_set, val_set) -> dict[str, Any]:
     """What the run trained on (stored in config.yaml and every checkpoint): the store's provenance
     attributes and the split sizes, so results on different collections are never mixed up silently."""
-    from drifting_policy.data import ReplayBuffer
-
-    attrs = ReplayBuffer.open(task["dataset"]["zarr_path"]).attrs
     keep = ("expert_version", "source_sha256", "date", "kept", "steps", "noise_std", "seed", "n_seeds")
+    if task["dataset"]["type"] == "robomimic":
+        import h5py
+
+        with h5py.File(task["dataset"]["hdf5_path"], "r") as file:
+            attrs = {key: _plain(value) for key, value in file["data"].attrs.items()}
+        keep += ("expert", "total", "succeeded")
+        episodes = len(train_set.demo_names)
+    else:
+        from drifting_policy.data import ReplayBuffer
+
+        attrs = ReplayBuffer.open(task["dataset"]["zarr_path"]).attrs
+        episodes = len(train_set.episode_ids)
     return {"store": {key: attrs[key] for key in keep if key in attrs},
             "train_windows": len(train_set), "val_windows": len(val_set) if val_set is not None else 0,
-            "train_episodes": len(train_set.episode_ids)}
+            "train_episodes": episodes}
+
+
+def _plain(value: Any) -> Any:
+    """An hdf5 attribute as a YAML-friendly Python value (numpy scalars and bytes are not)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return value.item() if hasattr(value, "item") else value
 
 
 def fit_normalizer(train_dataset, shape_meta: Mapping[str, Any]):

@@ -84,11 +84,6 @@ def to_pixels(images: np.ndarray | Tensor) -> Tensor:
     return torch.nn.functional.pad(x, (pad, pad, pad, pad), value=-1.0)  # [N, 1, 32, 32]
 
 
-def from_pixels(x: Tensor) -> Tensor:
-    """float [N, 1, 32, 32] in [-1, 1] -> uint8 [N, 1, 32, 32] (clamped)."""
-    return x.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-
-
 def load_pixels(
     split: str, root: str | Path = DEFAULT_ROOT, limit: int | None = None
 ) -> tuple[Tensor, Tensor]:

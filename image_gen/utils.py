@@ -100,11 +100,6 @@ def save_grid(images: Tensor, path: Path, nrow: int) -> None:
     save_image(images.float().clamp(-1, 1).add(1).div(2), str(path), nrow=nrow, padding=1, pad_value=1.0)
 
 
-def config_dict(config) -> dict:
-    """Dataclass (possibly nested) -> plain dict for YAML/JSON."""
-    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-
-
 def dataclass_defaults(cls) -> dict:
     """Default values of a (nested) config dataclass as plain data, without running ``__post_init__``.
 
@@ -125,4 +120,5 @@ def dataclass_defaults(cls) -> dict:
 def register_base_config(name: str, cls) -> None:
     """Store ``cls``'s defaults in hydra's ConfigStore under ``name`` (entry points only)."""
     from hydra.core.config_store import ConfigStore
+
     ConfigStore.instance().store(name=name, node=dataclass_defaults(cls))

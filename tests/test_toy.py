@@ -165,3 +165,15 @@ def test_hydra_config_composes_and_names_only_toy_config_fields():
     assert set(cfg.overrides) <= fields
     assert cfg.experiment == "ablations" and cfg.overrides.steps == 10
     assert cfg.out_dir == "runs/toy_ablations"
+
+
+def test_console_entry_point_runs_the_summary(tmp_path, monkeypatch, capsys):
+    from drifting_policy.toy import main
+
+    monkeypatch.setattr("sys.argv", ["drifting-toy", f"out_dir={tmp_path}", "overrides.steps=2",
+                                     "overrides.num_gen=8", "overrides.num_pos=8", "+overrides.hidden=16",
+                                     "+overrides.eval_samples=100"])
+    main()
+    printed = capsys.readouterr().out
+    assert "| far, fixed | 1 |" in printed and str(tmp_path / "fig3") in printed
+    assert (tmp_path / "fig3" / "toy_fig3_evolution.png").exists()

@@ -11,20 +11,52 @@ from image_gen.sample import main as sample_main
 from image_gen.train import TrainConfig, train
 from image_gen.train_evaluator import EvaluatorTrainConfig, load_evaluator, train_evaluator
 
-REQUIRED = {"fd", "kid", "precision", "recall", "class_accuracy", "n_samples", "cfg_alpha", "evaluator_hash",
-            "encoder", "calibration"}
+REQUIRED = {
+    "fd",
+    "kid",
+    "precision",
+    "recall",
+    "class_accuracy",
+    "n_samples",
+    "cfg_alpha",
+    "evaluator_hash",
+    "encoder",
+    "calibration",
+}
 
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, fake_root):
     tmp = tmp_path_factory.mktemp("eval")
     evaluator = tmp / "evaluator.safetensors"
-    train_evaluator(EvaluatorTrainConfig(out=str(evaluator), model=ClassifierConfig(width=4, feature_dim=16),
-                                         data_root=str(fake_root), epochs=1, batch_size=64, device="cpu"))
-    config = TrainConfig(run_name="gen", out_dir=str(tmp), data_root=str(fake_root), device="cpu",
-                         features={"kinds": ["global"]}, model={"size": "DiT-T/4", "num_style_tokens": 4},
-                         n_classes=4, n_neg=4, n_pos=4, n_unc=4, queue_per_class=8, queue_global=16,
-                         push_per_step=16, steps=2, sample_every=100, checkpoint_every=100)
+    train_evaluator(
+        EvaluatorTrainConfig(
+            out=str(evaluator),
+            model=ClassifierConfig(width=4, feature_dim=16),
+            data_root=str(fake_root),
+            epochs=1,
+            batch_size=64,
+            device="cpu",
+        )
+    )
+    config = TrainConfig(
+        run_name="gen",
+        out_dir=str(tmp),
+        data_root=str(fake_root),
+        device="cpu",
+        features={"kinds": ["global"]},
+        model={"size": "DiT-T/4", "num_style_tokens": 4},
+        n_classes=4,
+        n_neg=4,
+        n_pos=4,
+        n_unc=4,
+        queue_per_class=8,
+        queue_global=16,
+        push_per_step=16,
+        steps=2,
+        sample_every=100,
+        checkpoint_every=100,
+    )
     train(config)
     return evaluator, tmp / "gen" / "model.safetensors"
 
@@ -36,8 +68,21 @@ def test_evaluator_file_records_accuracy_and_hash(artifacts):
 
 def test_eval_prints_the_result_json_last(artifacts, fake_root, capsys):
     evaluator, checkpoint = artifacts
-    eval_main(["--checkpoint", str(checkpoint), "--evaluator", str(evaluator), "--n-samples", "40",
-               "--calibrate", "--data-root", str(fake_root), "--device", "cpu"])
+    eval_main(
+        [
+            "--checkpoint",
+            str(checkpoint),
+            "--evaluator",
+            str(evaluator),
+            "--n-samples",
+            "40",
+            "--calibrate",
+            "--data-root",
+            str(fake_root),
+            "--device",
+            "cpu",
+        ]
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert "Inception FID skipped" in lines[0]
     result = json.loads(lines[-1])
@@ -49,15 +94,30 @@ def test_eval_prints_the_result_json_last(artifacts, fake_root, capsys):
 
 def test_sample_writes_a_grid(artifacts, tmp_path):
     out = tmp_path / "grid.png"
-    sample_main(["--checkpoint", str(artifacts[1]), "--alphas", "1", "2", "--per-class", "2",
-                 "--out", str(out), "--device", "cpu"])
+    sample_main(
+        [
+            "--checkpoint",
+            str(artifacts[1]),
+            "--alphas",
+            "1",
+            "2",
+            "--per-class",
+            "2",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     from PIL import Image
+
     width, height = Image.open(out).size
     assert (width, height) == (2 * 33 + 1, 2 * 10 * 33 + 1)  # 2 per row, 10 classes x 2 alphas, 1 px padding
 
 
 def test_ema_warmup_follows_the_model_early():
     from image_gen.utils import EMA
+
     model = torch.nn.Linear(2, 2)
     ema = EMA(model, decay=0.999)
     with torch.no_grad():

@@ -115,9 +115,14 @@ def test_latent_space_step_caches_latents_once(tmp_path, fake_root, mae_path):
     torch.manual_seed(0)
     vae_config = VAEConfig(block_out_channels=(8, 8, 8), norm_num_groups=4)
     save_vae(LatentVAE(build_autoencoder(vae_config), vae_config), tmp_path / "vae.safetensors")
-    config = tiny_config(tmp_path, fake_root, mae_path, space="latent",
-                         vae_path=str(tmp_path / "vae.safetensors"),
-                         model={"size": "DiT-T/2", "in_channels": 4, "input_size": 8, "num_style_tokens": 4})
+    config = tiny_config(
+        tmp_path,
+        fake_root,
+        mae_path,
+        space="latent",
+        vae_path=str(tmp_path / "vae.safetensors"),
+        model={"size": "DiT-T/2", "in_channels": 4, "input_size": 8, "num_style_tokens": 4},
+    )
     trainer = Trainer(config)
     assert trainer.samples.shape == (200, 4, 8, 8) and (tmp_path / "latents_train.pt").is_file()
     metrics = trainer.train_step()
