@@ -62,8 +62,8 @@ case "${1:-}" in
   bench)
     nice -n 5 "$PY" -m drifting_policy.bench default_threads=false 2>&1 | tee "$LOGS/bench.log" ;;
   demo-smoke)  # drifting-demo end to end at a smoke budget (the full `make demo` budget: no options)
-    /usr/bin/time -f "WALL %e s USER %U s SYS %S s" nice -n 5 "$PY" -m drifting_policy.demo --episodes 20 \
-      --data runs/exp_demo_smoke/pusht_20.zarr --out runs/exp_demo_smoke --steps 300 --n-seeds 10 \
+    /usr/bin/time -f "WALL %e s USER %U s SYS %S s" nice -n 5 "$PY" -m drifting_policy.demo --episodes 10 \
+      --data runs/exp_demo_smoke/pusht_10.zarr --out runs/exp_demo_smoke --steps 100 --n-seeds 5 "${@:2}" \
       2>&1 | tee "$LOGS/demo_smoke.log" ;;
   plot)
     "$PY" benchmarks/pusht_experiments.py ;;

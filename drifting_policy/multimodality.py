@@ -12,10 +12,12 @@ wide but connected cloud stays one mode and only an empty gap wider than `eps_px
 samples (a regression policy) are one mode.
 
 Comparison with the expert. Each policy sample is assigned to the nearest expert mode centre if it lies
-within `match_px` of it, else it is *off-mode* (e.g. the average of two modes). `tv` is the total
+within `match_px` of it and at most `match_ratio` times as far from it as from the next expert centre,
+else it is *off-mode* (e.g. the average of two modes, equally far from both). `tv` is the total
 variation distance between the expert's mode weights (renormalised over its modes) and the policy's
 assigned weights, with off-mode mass counted in full; `centre_px[k]` is the distance between expert
-centre k and the mean of the policy samples assigned to it (nan if none).
+centre k and the mean of the policy samples assigned to it (nan if none); `between` the fraction of
+samples projecting onto the middle half of the segment between the two heaviest expert centres.
 
 Usage: `drifting-modes --checkpoint drifting=runs/a/checkpoints/latest --checkpoint regression=...`
 (or `python -m drifting_policy.multimodality ...`); everything is a plain function as well.
@@ -39,17 +41,22 @@ NOISE = -1  # label of chunks in no mode
 class ModeConfig:
     """eps_px: DBSCAN radius (mean per-step distance, pixels); min_samples_frac: a core needs
     max(2, ceil(frac * S)) chunks within eps_px; min_weight: lightest cluster counted as a mode;
-    match_px: radius around an expert centre within which a policy sample counts as that mode."""
+    match_px: radius around an expert centre within which a policy sample counts as that mode;
+    match_ratio: and only if it is at most match_ratio times as far from that centre as from any other
+    expert centre (so a chunk midway between two close modes is off-mode, whatever match_px)."""
 
     eps_px: float = 20.0
     min_samples_frac: float = 0.05
     min_weight: float = 0.1
     match_px: float = 40.0
+    match_ratio: float = 0.5
 
     def __post_init__(self):
         for name in ("eps_px", "match_px"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ModeConfig.{name}={getattr(self, name)}; expected > 0 pixels")
+        if not 0 < self.match_ratio <= 1:
+            raise ValueError(f"ModeConfig.match_ratio={self.match_ratio}; expected in (0, 1]")
         for name in ("min_samples_frac", "min_weight"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"ModeConfig.{name}={getattr(self, name)}; expected a fraction in [0, 1)")
@@ -76,6 +83,7 @@ class ModeMatch:
     off_mode: float  # fraction of policy samples near no expert mode
     tv: float  # total variation distance to the expert's mode weights, in [0, 1]
     centre_px: np.ndarray  # [K] expert centre -> mean of assigned policy samples (nan if none)
+    between: float  # fraction projecting onto the middle half of the segment between the top-2 centres
 
 
 def chunk_distances(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
@@ -126,13 +134,30 @@ def count_modes(samples: np.ndarray, config: ModeConfig | None = None) -> Modes:
     return Modes(weights=weights, centres=centres, labels=out, unassigned=float(np.mean(out == NOISE)))
 
 
-def assign_to_modes(samples: np.ndarray, modes: Modes, match_px: float) -> np.ndarray:
-    """samples [S, T, A] -> [S] index of the nearest mode centre within match_px, else NOISE."""
+def assign_to_modes(samples: np.ndarray, modes: Modes, match_px: float,
+                    match_ratio: float = 1.0) -> np.ndarray:
+    """samples [S, T, A] -> [S] index of the nearest mode centre if within match_px and at most
+    match_ratio times the distance to the second nearest centre, else NOISE."""
     if modes.n_modes == 0:
         return np.full(len(samples), NOISE, dtype=np.int64)
     dist = chunk_distances(np.asarray(samples, dtype=np.float64), modes.centres)  # [S, K]
+    order = np.sort(dist, axis=1)
     nearest = np.argmin(dist, axis=1)
-    return np.where(dist[np.arange(len(samples)), nearest] <= match_px, nearest, NOISE)
+    ok = order[:, 0] <= match_px
+    if modes.n_modes > 1:
+        ok &= order[:, 0] <= match_ratio * order[:, 1]
+    return np.where(ok, nearest, NOISE)
+
+
+def between_fraction(samples: np.ndarray, modes: Modes) -> float:
+    """Fraction of samples [S, T, A] whose projection on the segment from the heaviest to the second
+    mode centre (flattened chunks) falls in its middle half: the signature of averaging two modes."""
+    if modes.n_modes < 2:
+        return 0.0
+    c0, c1 = modes.centres[0].ravel(), modes.centres[1].ravel()
+    x = np.asarray(samples, dtype=np.float64).reshape(len(samples), -1)
+    lam = (x - c0) @ (c1 - c0) / float((c1 - c0) @ (c1 - c0))  # [S], 0 at mode 0, 1 at mode 1
+    return float(np.mean((lam > 0.25) & (lam < 0.75)))
 
 
 def compare_to_expert(samples: np.ndarray, expert: Modes, config: ModeConfig | None = None) -> ModeMatch:
@@ -141,7 +166,7 @@ def compare_to_expert(samples: np.ndarray, expert: Modes, config: ModeConfig | N
     if expert.n_modes == 0:
         raise ValueError("the expert has no mode at this state; lower ModeConfig.min_weight or add runs")
     samples = np.asarray(samples, dtype=np.float64)
-    labels = assign_to_modes(samples, expert, config.match_px)
+    labels = assign_to_modes(samples, expert, config.match_px, config.match_ratio)
     weights = np.array([np.mean(labels == k) for k in range(expert.n_modes)])
     off = float(1.0 - weights.sum())
     target = expert.weights / expert.weights.sum()
@@ -151,7 +176,8 @@ def compare_to_expert(samples: np.ndarray, expert: Modes, config: ModeConfig | N
         mine = samples[labels == k]
         if len(mine):
             centre_px[k] = chunk_distances(mine.mean(axis=0)[None], expert.centres[k][None])[0, 0]
-    return ModeMatch(weights=weights, off_mode=off, tv=tv, centre_px=centre_px)
+    return ModeMatch(weights=weights, off_mode=off, tv=tv, centre_px=centre_px,
+                     between=between_fraction(samples, expert))
 
 
 # ------------------------------------------------------------------ the expert's own modes on Push-T
@@ -231,7 +257,10 @@ def analyse_state(state: ExpertState, policies: dict, window: int, n_samples: in
     """Expert modes at one state vs each policy's -> (row of numbers, {name: chunks [S, L, 2]})."""
     expert = count_modes(state.chunks[:, :window], config)
     edges, counts = np.unique(state.first_edges, return_counts=True)
+    separation = chunk_distances(expert.centres[:1], expert.centres[1:2])[0, 0] if expert.n_modes > 1 \
+        else float("nan")
     row = {"state_seed": state.state_seed, "expert_runs": len(state.chunks),
+           "expert_separation_px": round(float(separation), 1),
            "expert": _modes_row(expert),
            "expert_first_edges": {int(e): int(c) for e, c in zip(edges, counts, strict=True)}}
     chunks = {"expert": state.chunks}
@@ -241,7 +270,8 @@ def analyse_state(state: ExpertState, policies: dict, window: int, n_samples: in
         match = compare_to_expert(samples[:, :window], expert, config)
         row[name] = {**_modes_row(count_modes(samples[:, :window], config)),
                      "expert_mode_weights": _r(match.weights), "off_mode": round(match.off_mode, 3),
-                     "tv": round(match.tv, 3), "centre_px": _r(match.centre_px, 1)}
+                     "tv": round(match.tv, 3), "centre_px": _r(match.centre_px, 1),
+                     "between": round(match.between, 3)}
     return row, chunks
 
 
@@ -276,7 +306,7 @@ def plot_states(states: list[ExpertState], chunks: list[dict[str, np.ndarray]], 
         for col, name in enumerate(names):
             ax, samples = axes[row, col], by_name[name]
             modes = count_modes(samples[:, :window], config)
-            labels = assign_to_modes(samples[:, :window], expert, config.match_px)
+            labels = assign_to_modes(samples[:, :window], expert, config.match_px, config.match_ratio)
             ax.imshow(frame, extent=(0, WINDOW_SIZE, WINDOW_SIZE, 0))
             for chunk, label in zip(samples, labels, strict=True):
                 colour = "0.4" if label == NOISE else colours[label % 10]
@@ -293,7 +323,7 @@ def plot_states(states: list[ExpertState], chunks: list[dict[str, np.ndarray]], 
 
 def markdown_table(rows: list[dict], names: list[str]) -> str:
     head = "| state | expert modes (weights) | " + " | ".join(
-        f"{n}: modes (weights) / on expert modes / off-mode / TV" for n in names) + " |"
+        f"{n}: modes (weights) / on expert modes / off-mode / TV / between" for n in names) + " |"
     lines = [head, "|" + "---|" * (2 + len(names))]
     for row in rows:
         e = row["expert"]
@@ -301,7 +331,8 @@ def markdown_table(rows: list[dict], names: list[str]) -> str:
         for n in names:
             p = row[n]
             cells.append(f"{p['n_modes']} ({', '.join(map(str, p['weights']))}) / "
-                         f"{', '.join(map(str, p['expert_mode_weights']))} / {p['off_mode']} / {p['tv']}")
+                         f"{', '.join(map(str, p['expert_mode_weights']))} / {p['off_mode']} / {p['tv']} / "
+                         f"{p['between']}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -323,6 +354,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=64)
     p.add_argument("--seed", type=int, default=0, help="policy sampling seed")
     p.add_argument("--eps-px", type=float, default=ModeConfig.eps_px)
+    p.add_argument("--match-px", type=float, default=ModeConfig.match_px)
+    p.add_argument("--match-ratio", type=float, default=ModeConfig.match_ratio)
     p.add_argument("--min-second-weight", type=float, default=0.25)
     p.add_argument("--plot-states", type=int, default=3)
     p.add_argument("--out", default="runs/multimodality")
@@ -333,7 +366,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(1)
-    config = ModeConfig(eps_px=args.eps_px)
+    config = ModeConfig(eps_px=args.eps_px, match_px=args.match_px, match_ratio=args.match_ratio)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.find is not None:

@@ -71,6 +71,10 @@ def test_regression_like_sampler_gives_one_mode_and_is_off_both_expert_modes():
     match = compare_to_expert(mean_chunk, expert)
     assert match.off_mode == 1.0 and match.tv == 1.0
     assert np.all(np.isnan(match.centre_px))
+    assert match.between == 1.0
+    # even with a radius wider than the gap, the midpoint is as far from both modes: still off-mode
+    assert compare_to_expert(mean_chunk, expert, ModeConfig(match_px=1e4)).off_mode == 1.0
+    assert compare_to_expert(mean_chunk, expert, ModeConfig(match_px=1e4, match_ratio=1.0)).off_mode == 0.0
 
 
 def test_compare_to_expert_weights_tv_and_centres():
@@ -82,6 +86,7 @@ def test_compare_to_expert_weights_tv_and_centres():
     assert match.off_mode == pytest.approx(0.0)
     assert match.tv == pytest.approx(0.3)
     assert np.all(match.centre_px < 3.0)
+    assert match.between == 0.0
     collapsed = line_chunks(50, (15, 0), rng)  # one mode only
     assert compare_to_expert(collapsed, expert).tv == pytest.approx(0.5)
 
@@ -114,6 +119,8 @@ def test_config_checks():
         ModeConfig(eps_px=0.0)
     with pytest.raises(ValueError, match="min_weight"):
         ModeConfig(min_weight=1.5)
+    with pytest.raises(ValueError, match="match_ratio"):
+        ModeConfig(match_ratio=0.0)
 
 
 class _ToyPolicy(torch.nn.Module):
@@ -148,3 +155,11 @@ def test_expert_first_chunks_shapes_and_reproducible():
     assert a.chunks.shape == (2, 4, 2) and a.first_edges.shape == (2,)
     assert np.array_equal(a.chunks, b.chunks)
     assert a.obs["keypoint"].shape == (9, 2) and a.block_pose.shape == (3,)
+
+
+def test_main_find_smoke(tmp_path, capsys):
+    from drifting_policy.multimodality import main
+
+    main(["--find", "5009:5010", "--search-expert-seeds", "0:3", "--window", "3", "--out", str(tmp_path)])
+    assert '"bimodal_states"' in capsys.readouterr().out
+    assert (tmp_path / "bimodal_states.json").is_file()

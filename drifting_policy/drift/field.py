@@ -100,9 +100,16 @@ def _check_inputs(gen: Tensor, pos: Tensor, neg: Tensor | None, neg_weight, temp
 
 
 def _pairwise_distance(x: Tensor, y: Tensor) -> Tensor:
-    """[B, G, D] x [B, K, D] -> [B, G, K] Euclidean distances through one batched matmul."""
-    sq = (x * x).sum(-1, keepdim=True) + (y * y).sum(-1).unsqueeze(1) - 2.0 * torch.bmm(x, y.transpose(1, 2))
-    return sq.clamp_min_(SQ_DIST_FLOOR).sqrt_()
+    """[B, G, D] x [B, K, D] -> [B, G, K] Euclidean distances: one [B, G, K] allocation."""
+    y_sq = (y * y).sum(-1).unsqueeze(1)  # [B, 1, K]
+    sq = torch.baddbmm(y_sq, x, y.transpose(1, 2), alpha=-2.0)  # [B, G, K]
+    return sq.add_((x * x).sum(-1, keepdim=True)).clamp_min_(SQ_DIST_FLOOR).sqrt_()
+
+
+def _logsumexp(logits: Tensor, dim: int) -> Tensor:
+    """torch.logsumexp with keepdim, through one temporary of logits' size (torch's takes two)."""
+    peak = logits.amax(dim=dim, keepdim=True)  # finite: every row and column has a finite entry
+    return (logits - peak).exp_().sum(dim=dim, keepdim=True).log_().add_(peak)
 
 
 def _affinity(logits: Tensor, kernel_norm: str, floor: float | None) -> Tensor:
@@ -112,11 +119,11 @@ def _affinity(logits: Tensor, kernel_norm: str, floor: float | None) -> Tensor:
     one matrix instead of three. The column softmax runs over the G generated rows of each group only.
     """
     if kernel_norm == "both":
-        lse_row = torch.logsumexp(logits, dim=-1, keepdim=True)  # [B, G, 1]
-        lse_col = torch.logsumexp(logits, dim=-2, keepdim=True)  # [B, 1, K]
+        lse_row = _logsumexp(logits, dim=-1)  # [B, G, 1]
+        lse_col = _logsumexp(logits, dim=-2)  # [B, 1, K]
         affinity = logits.sub_(0.5 * lse_row).sub_(0.5 * lse_col).exp_()
     elif kernel_norm == "rows":
-        affinity = logits.sub_(torch.logsumexp(logits, dim=-1, keepdim=True)).exp_()
+        affinity = logits.sub_(_logsumexp(logits, dim=-1)).exp_()
     else:  # "none": the plain Laplace kernel k(x, y) = exp(-|x - y| / tau)
         affinity = logits.exp_()
     if floor is not None:
@@ -136,21 +143,25 @@ def drift_field_result(
     attraction: float = 1.0,
     repulsion: float = 1.0,
     include_gen_negatives: bool = True,
+    affinity_floor: float | None = AFFINITY_FLOOR,
     check_finite: bool = True,
 ) -> FieldResult:
     """Drifting field with diagnostics; see :func:`drift_field` for the arguments."""
     _check_inputs(gen, pos, neg, neg_weight, temperatures, kernel_norm, include_gen_negatives, check_finite)
+    if affinity_floor is not None and not affinity_floor >= 0:
+        raise ValueError(f"affinity_floor={affinity_floor!r}: expected None or a float >= 0; "
+                         f"the official value is {AFFINITY_FLOOR}")
     compute_dtype = torch.float64 if gen.dtype == torch.float64 else torch.float32
     with torch.no_grad():
         return _field(gen.detach().to(compute_dtype), pos.detach().to(compute_dtype),
                       None if neg is None else neg.detach().to(compute_dtype), neg_weight,
                       tuple(float(t) for t in temperatures), normalize, kernel_norm,
-                      attraction, repulsion, include_gen_negatives)
+                      attraction, repulsion, include_gen_negatives, affinity_floor)
 
 
 def _field(gen: Tensor, pos: Tensor, neg: Tensor | None, neg_weight, temperatures: tuple[float, ...],
            normalize: bool, kernel_norm: str, attraction: float, repulsion: float,
-           include_gen_negatives: bool) -> FieldResult:
+           include_gen_negatives: bool, affinity_floor: float | None) -> FieldResult:
     batch, num_gen, dim = gen.shape
     num_self = num_gen if include_gen_negatives else 0  # gen columns among the negatives
     num_neg = 0 if neg is None else neg.shape[1]
@@ -171,14 +182,24 @@ def _field(gen: Tensor, pos: Tensor, neg: Tensor | None, neg_weight, temperature
     dist = _pairwise_distance(x, columns)  # [B, G, K]
     self_mask = torch.zeros_like(dist[:1], dtype=torch.bool)  # [1, G, K]
     self_mask[0, :, :num_self] = torch.eye(num_gen, dtype=torch.bool, device=gen.device)[:, :num_self]
-    pair_weight = weight.expand_as(dist).masked_fill(self_mask, 0.0)  # [B, G, K]
-    if normalize:  # one stop-gradient scalar for all groups: mean distance = 1
-        scale = (dist * pair_weight).sum() / pair_weight.sum()
+    # Diagnostics first: dist becomes the logits in place below.
+    nearest_pos = dist[:, :, first_pos:].min(dim=-1).values.mean()
+    if num_gen > 1:
+        gen_gen = _pairwise_distance(x, x) if num_self == 0 else dist[:, :, :num_gen]  # [B, G, G]
+        # diagonal entries are sqrt(SQ_DIST_FLOOR), not 0: subtract them rather than copy the off-diagonal
+        off_diag_sum = gen_gen.sum() - torch.diagonal(gen_gen, dim1=1, dim2=2).sum()
+        gen_spread = off_diag_sum / (batch * num_gen * (num_gen - 1))
+    else:
+        gen_spread = torch.zeros((), dtype=gen.dtype, device=gen.device)
+    if normalize:  # weighted mean distance over non-self pairs, without a [B, G, K] weight matrix
+        self_dist = torch.diagonal(dist[:, :, :num_self], dim1=1, dim2=2).sum() if num_self else 0.0
+        weighted = torch.bmm(dist, weight.transpose(1, 2)).sum() - self_dist  # self columns weigh 1
+        total_weight = num_gen * weight.sum() - batch * num_self
+        scale = weighted / total_weight
     else:
         scale = torch.ones((), dtype=gen.dtype, device=gen.device)
-    # An excluded column (self-pair) gets logit -inf: zero weight in both softmaxes.
-    base_logits = (-dist / scale).masked_fill_(self_mask, float("-inf"))  # [B, G, K]
-    floor = AFFINITY_FLOOR if normalize and kernel_norm == "both" else None
+    base_logits = dist.div_(-scale).masked_fill_(self_mask, float("-inf"))  # [B, G, K], reuses dist
+    floor = affinity_floor if normalize and kernel_norm == "both" else None
 
     total = torch.zeros_like(x)
     raw_rms = []
@@ -194,17 +215,11 @@ def _field(gen: Tensor, pos: Tensor, neg: Tensor | None, neg_weight, temperature
         affinity[:, :, :first_pos] *= -repulsion * neg_coef
         # sum_j c_ij (y_j - x_i); the x_i term is exactly zero unless attraction != repulsion
         drift = torch.bmm(affinity, columns) - affinity.sum(-1, keepdim=True) * x  # [B, G, D]
+        del affinity  # free this temperature's [B, G, K] before the next one is allocated
         rms = drift.square().mean().sqrt()
         raw_rms.append(rms * math.sqrt(dim) / scale)
         total += drift / (rms + DRIFT_RMS_EPS) * scale / math.sqrt(dim) if normalize else drift
 
-    nearest_pos = dist[:, :, first_pos:].min(dim=-1).values.mean()
-    if num_gen > 1:
-        gen_gen = _pairwise_distance(x, x) if num_self == 0 else dist[:, :, :num_gen]  # [B, G, G]
-        off_diag = ~torch.eye(num_gen, dtype=torch.bool, device=gen.device)
-        gen_spread = gen_gen[:, off_diag].mean()
-    else:
-        gen_spread = torch.zeros_like(scale)
     return FieldResult(total, scale, torch.stack(raw_rms), nearest_pos, gen_spread)
 
 
@@ -220,6 +235,7 @@ def drift_field(
     attraction: float = 1.0,
     repulsion: float = 1.0,
     include_gen_negatives: bool = True,
+    affinity_floor: float | None = AFFINITY_FLOOR,
     check_finite: bool = True,
 ) -> Tensor:
     """Drifting field V for grouped samples; the training target is ``gen + V``.
@@ -240,6 +256,9 @@ def drift_field(
         attraction, repulsion: multipliers of the attraction and repulsion terms; anything but equal breaks
             anti-symmetry (the paper's Table 1 ablation). Leave at 1.0.
         include_gen_negatives: if False, only ``neg`` repels (used to test anti-symmetry V_pq = -V_qp).
+        affinity_floor: the official code's floor on each affinity (applies with ``normalize`` and
+            ``kernel_norm='both'``). With G and P in the hundreds it is as large as a real affinity and pulls
+            every sample towards the mean of the positives (docs/results.md, toy section); None disables it.
         check_finite: raise ValueError on NaN/Inf inputs (one host sync; hot loops may turn it off).
 
     Returns:
@@ -248,5 +267,6 @@ def drift_field(
     return drift_field_result(
         gen, pos, neg, neg_weight=neg_weight, temperatures=temperatures, normalize=normalize,
         kernel_norm=kernel_norm, attraction=attraction, repulsion=repulsion,
-        include_gen_negatives=include_gen_negatives, check_finite=check_finite,
+        include_gen_negatives=include_gen_negatives, affinity_floor=affinity_floor,
+        check_finite=check_finite,
     ).field

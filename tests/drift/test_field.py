@@ -184,3 +184,17 @@ def test_diagnostics_measure_distance_and_spread():
     expected_nearest = torch.tensor([2.0, 5**0.5, 8**0.5, 13**0.5], dtype=torch.float64).mean()
     torch.testing.assert_close(result.nearest_pos, expected_nearest)
     torch.testing.assert_close(result.gen_spread, torch.tensor(20.0 / 12.0, dtype=torch.float64))
+
+
+def test_affinity_floor_pulls_towards_the_positive_mean_and_can_be_disabled():
+    """With many samples the official floor reverses the field between two distant modes (toy finding)."""
+    gen = sample(1, 256, 1, seed=34) * 0.3
+    modes = torch.where(torch.arange(256) % 2 == 0, 3.0, -3.0).to(torch.float64)
+    pos = (modes + 0.3 * sample(256, seed=35)).reshape(1, 256, 1)
+    outward = {}
+    for floor in (None, 1e-3):
+        field = drift_field(gen, pos, temperatures=(0.05,), affinity_floor=floor)
+        outward[floor] = (field * gen.sign()).mean() / field.square().mean().sqrt()
+    assert outward[None] > 0 > outward[1e-3]
+    with pytest.raises(ValueError, match="affinity_floor"):
+        drift_field(gen, pos, affinity_floor=-1.0)

@@ -71,15 +71,6 @@ def _count_calls(module: torch.nn.Module) -> list[int]:
     return calls
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CPUs are shared: one thread is faster and steadier than two fighting for them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def count_calls():
     """count_calls(module) -> a list recording the leading batch size of every forward call."""
