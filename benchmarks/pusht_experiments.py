@@ -114,6 +114,26 @@ def sweep_table() -> tuple[str, dict]:
     return "\n".join(lines), results
 
 
+def per_seed_scores(run: str, tag: str = "") -> np.ndarray:
+    """[n_seeds] scores averaged over the run's last 3 evaluated checkpoints."""
+    evals = [json.loads(p.read_text()) for p in eval_files(run, tag)[-LAST:]]
+    return np.mean([np.asarray(e["eval"]["scores"], dtype=np.float64) for e in evals], axis=0)
+
+
+def paired_differences() -> str:
+    """Drifting-1 minus each other method, per test seed (same seeds), with a bootstrap interval."""
+    runs = {label: (run, tag) for label, run, tag in MAIN if eval_files(run, tag)}
+    if "Drifting-1" not in runs:
+        return ""
+    drifting = per_seed_scores(*runs["Drifting-1"])
+    lines = ["| Drifting-1 minus | mean score difference [95% CI, paired over seeds] |", "|---|---|"]
+    for label, (run, tag) in runs.items():
+        if label != "Drifting-1":
+            diff = drifting - per_seed_scores(run, tag)
+            lines.append(f"| {label} | {fmt_ci(float(diff.mean()), bootstrap_ci(diff))} |")
+    return "\n".join(lines)
+
+
 def curve(run: str, tag: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(steps, training minutes, mean score) of every evaluated checkpoint of a run."""
     evals = [json.loads(p.read_text()) for p in eval_files(run, tag)]
@@ -173,7 +193,7 @@ def plot_curves() -> list[Path]:
 def main() -> None:
     main_md, main_results = main_table()
     sweep_md, sweep_results = sweep_table()
-    print("## Main table\n" + main_md + "\n\n## G sweep\n" + sweep_md)
+    print("## Main table\n" + main_md + "\n\n" + paired_differences() + "\n\n## G sweep\n" + sweep_md)
     figures = plot_curves()
     out = RUNS / "exp_logs" / "summary.json"
     out.parent.mkdir(parents=True, exist_ok=True)
