@@ -13,7 +13,6 @@ at ``<out>``, and ``ReplayBuffer.open`` refuses the ``.partial`` one.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 import importlib.metadata
@@ -29,10 +28,10 @@ import numpy as np
 from tqdm import tqdm
 
 from drifting_policy.data.replay_buffer import COMPLETE_ATTR, ReplayBuffer
+from envs.collection import CollectSummary, config_from_mapping, partial_destination
 
 TEST_SEED_START = 100_000  # evaluation seeds are 100000-100049 (DP); training seeds stay below
 OBS_TYPES = ("state", "keypoints", "image")
-PARTIAL_SUFFIX = ".partial"
 # Episodes are written in batches: every zarr append costs ~10 ms per array, and an interrupted run
 # is discarded anyway.
 WRITE_EVERY = 16
@@ -87,26 +86,9 @@ class PushTCollectConfig:
         return tuple(t for t in self.obs_types if t != "image" or self.record_images)
 
 
-@dataclass
-class CollectSummary:
-    out: Path
-    attempted: int
-    succeeded: int
-    kept: int
-    steps: int
-    seconds: float
-
-
 def collect(cfg: Mapping[str, Any]) -> CollectSummary:
     """Entry for ``drifting-collect task=pusht``: cfg holds PushTCollectConfig fields (+ ``task``)."""
-    fields = {f.name for f in dataclasses.fields(PushTCollectConfig)}
-    unknown = sorted(k for k, v in cfg.items() if k not in fields and k != "task" and v is not None)
-    if unknown:
-        raise ValueError(f"collect(task=pusht): unknown settings {unknown}; known: {sorted(fields)}")
-    kwargs = {k: v for k, v in cfg.items() if k in fields and v is not None}
-    if "obs_types" in kwargs:
-        kwargs["obs_types"] = tuple(kwargs["obs_types"])
-    return collect_pusht(PushTCollectConfig(**kwargs))
+    return collect_pusht(config_from_mapping(PushTCollectConfig, cfg))
 
 
 def collect_pusht(config: PushTCollectConfig, expert_factory: ExpertFactory | None = None) -> CollectSummary:
@@ -116,9 +98,7 @@ def collect_pusht(config: PushTCollectConfig, expert_factory: ExpertFactory | No
     ``envs.pusht.expert.PushTExpert``.
     """
     out = Path(config.out)
-    partial = out.with_name(out.name + PARTIAL_SUFFIX)
-    if out.exists() and not config.overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=true to replace it, or choose another out=")
+    partial = partial_destination(out, config.overwrite)
     if expert_factory is None:
         expert_factory, expert_version = _default_expert()
     else:

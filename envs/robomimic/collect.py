@@ -14,7 +14,6 @@ the low-dim pass, which needs a headless GL backend (EGL or OSMesa).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import importlib.metadata
 import time
@@ -26,12 +25,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from envs.collection import CollectSummary, config_from_mapping, partial_destination
 from envs.robomimic.env import TASKS, RobomimicEnv, RobomimicEnvConfig, ensure_gl_backend
 from envs.robomimic.experts import EXPERT_VERSION, EXPERTS, make_expert
 from envs.robomimic.hdf5_io import Episode, RobomimicWriter, render_images
 
 TEST_SEED_START = 100_000  # evaluation seeds start here (Diffusion Policy); training seeds stay below
-PARTIAL_SUFFIX = ".partial"
 EXPERT_STREAM = 7  # the expert's generator is SeedSequence([seed, EXPERT_STREAM]), independent of the env's
 
 
@@ -79,37 +78,18 @@ class RobomimicCollectConfig:
         return TASKS[self.task].horizon if self.max_steps is None else self.max_steps
 
 
-@dataclass
-class CollectSummary:
-    out: Path
-    attempted: int
-    succeeded: int
-    kept: int
-    steps: int
-    seconds: float
-
-
 def collect(cfg: Mapping[str, Any]) -> CollectSummary:
     """Entry for ``drifting-collect task=lift|can|tool_hang``: cfg holds RobomimicCollectConfig fields."""
-    fields = {f.name for f in dataclasses.fields(RobomimicCollectConfig)}
-    ignored = {"obs_types"}  # Push-T option; robomimic files always hold the low-dim keys
-    unknown = sorted(k for k, v in cfg.items() if k not in fields | ignored and v is not None)
-    if unknown:
-        raise ValueError(
-            f"collect(task={cfg.get('task')}): unknown settings {unknown}; known: {sorted(fields)}"
-        )
-    kwargs = {k: v for k, v in cfg.items() if k in fields and v is not None}
-    out = str(kwargs.get("out", ""))
-    if out.endswith(".zarr"):  # the shared collect config's Push-T default
-        kwargs.pop("out")
-    return collect_robomimic(RobomimicCollectConfig(**kwargs))
+    cfg = dict(cfg)
+    if str(cfg.get("out") or "").endswith(".zarr"):  # the shared collect config's Push-T default
+        cfg["out"] = None
+    # obs_types is a Push-T option: robomimic files always hold the low-dim keys
+    return collect_robomimic(config_from_mapping(RobomimicCollectConfig, cfg, frozenset({"obs_types"})))
 
 
 def collect_robomimic(config: RobomimicCollectConfig) -> CollectSummary:
     out = Path(config.out)
-    partial = out.with_name(out.name + PARTIAL_SUFFIX)
-    if out.exists() and not config.overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=true to replace it, or choose another out=")
+    partial = partial_destination(out, config.overwrite)
     if config.render_images:
         ensure_gl_backend()  # fail before the long low-dim pass, with the reason
     out.parent.mkdir(parents=True, exist_ok=True)

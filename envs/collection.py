@@ -1,0 +1,43 @@
+"""What every scripted-demonstration collector shares: settings parsing, the summary, safe destinations."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+PARTIAL_SUFFIX = ".partial"  # a collection in progress; renamed to its final name only when complete
+ConfigT = TypeVar("ConfigT")
+
+
+@dataclass
+class CollectSummary:
+    out: Path
+    attempted: int
+    succeeded: int
+    kept: int
+    steps: int
+    seconds: float
+
+
+def config_from_mapping(config_class: type[ConfigT], cfg: Mapping[str, Any],
+                        ignored: frozenset[str] = frozenset()) -> ConfigT:
+    """Build a collector config from ``drifting-collect``'s settings; null means the task's default.
+
+    Settings other tasks use are listed in ``ignored``; any other unknown, non-null setting is an error.
+    """
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(k for k, v in cfg.items() if k not in fields | ignored | {"task"} and v is not None)
+    if unknown:
+        raise ValueError(f"collect(task={cfg.get('task')}): unknown settings {unknown}; "
+                         f"known: {sorted(fields)}")
+    return config_class(**{k: v for k, v in cfg.items() if k in fields and v is not None})
+
+
+def partial_destination(out: Path, overwrite: bool) -> Path:
+    """The in-progress path for ``out``; refuses to touch an existing ``out`` unless ``overwrite``."""
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=true to replace it, or choose another out=")
+    return out.with_name(out.name + PARTIAL_SUFFIX)
