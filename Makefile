@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := dataset-fashion-mnist libegl1 libegl-mesa0
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test test-slow lint install system-deps clean
+.PHONY: demo test test-slow lint install system-deps clean imagegen-smoke
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ test: $(STAMP) system-deps
 
 test-slow: $(STAMP) system-deps
 	$(PY) -m pytest -m slow
+
+# image_gen chain at toy size: MAE pre-training -> generator -> evaluation JSON (last line).
+imagegen-smoke: $(STAMP) system-deps
+	$(VENV)/bin/image-gen-train-mae --config-name mae_smoke
+	$(VENV)/bin/image-gen-train --config-name smoke
+	test -f runs/evaluator_smoke/evaluator.safetensors || $(VENV)/bin/image-gen-train-evaluator \
+		--out runs/evaluator_smoke/evaluator.safetensors --epochs 1 --limit-per-class 500
+	$(VENV)/bin/image-gen-eval --checkpoint runs/imagegen_smoke/model.safetensors \
+		--evaluator runs/evaluator_smoke/evaluator.safetensors --n-samples 500 --alpha 1.5
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from drifting_policy.drift import drift_loss_with_metrics
+from drifting_policy.drift import multi_feature_drift_loss
 
 STAT_EPS = 1e-6  # inside the std's sqrt: keeps its gradient finite on flat patches
 KINDS = ("loc", "stats", "patch2", "patch4", "norm_x", "global")
@@ -134,33 +134,24 @@ def feature_drift_loss(
         neg_weight: [B] CFG weight w of each group's negatives (or None).
         **options: temperatures, normalize, attraction, repulsion, ... of the field.
 
-    Returns: total loss [] and metrics ``<feature>/<metric>``. This is ``multi_feature_drift_loss`` with a
+    Returns: total loss [] and metrics ``<feature>/<metric>`` from ``multi_feature_drift_loss``, with the
     per-group weight expanded to each feature's own [B*L, N] (L differs between feature sets).
     """
-    total = None
-    metrics: dict[str, Tensor] = {}
-    for name, gen_feat in gen.items():
-        locations = gen_feat.shape[1]
-        neg_groups, weight = None, None
-        if neg is not None:
-            shared = neg[name].unsqueeze(0).expand(num_groups, *neg[name].shape)  # [B, N, L, D]
-            neg_groups = to_groups(shared.reshape(-1, *neg[name].shape[1:]), num_groups)  # [B*L, N, D]
-            if neg_weight is not None:
-                weight = neg_weight.repeat_interleave(locations).unsqueeze(1)  # [B*L, 1]
-        loss, feature_metrics = drift_loss_with_metrics(
-            to_groups(gen_feat, num_groups),
-            to_groups(pos[name], num_groups),
-            neg_groups,
-            neg_weight=weight,
-            check_finite=False,
-            **options,
-        )
-        total = loss if total is None else total + loss
-        metrics[f"{name}/loss"] = loss.detach()
-        metrics.update({f"{name}/{key}": value for key, value in feature_metrics.items()})
-    if total is None:
+    if not gen:
         raise ValueError("no feature sets to drift; check features.kinds")
-    return total, metrics
+    gen_groups = {name: to_groups(feat, num_groups) for name, feat in gen.items()}  # [B*L, G, D]
+    pos_groups = {name: to_groups(feat, num_groups) for name, feat in pos.items()}  # [B*L, P, D]
+    neg_groups, weights = None, None
+    if neg is not None:
+        neg_groups = {}
+        for name, feat in neg.items():
+            shared = feat.unsqueeze(0).expand(num_groups, *feat.shape)  # [B, N, L, D]
+            neg_groups[name] = to_groups(shared.reshape(-1, *feat.shape[1:]), num_groups)  # [B*L, N, D]
+        if neg_weight is not None:
+            weights = {name: neg_weight.repeat_interleave(feat.shape[1]).unsqueeze(1)  # [B*L, 1]
+                       for name, feat in gen.items()}
+    return multi_feature_drift_loss(gen_groups, pos_groups, neg_groups, neg_weight=weights,
+                                    check_finite=False, **options)
 
 
 def cfg_neg_weight(alpha: Tensor, num_gen: int, num_unc: int) -> Tensor:

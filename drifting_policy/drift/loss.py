@@ -62,6 +62,8 @@ def multi_feature_drift_loss(
     gen_feats: Mapping[str, Tensor],
     pos_feats: Mapping[str, Tensor],
     neg_feats: Mapping[str, Tensor] | None = None,
+    *,
+    neg_weight: float | Tensor | Mapping[str, float | Tensor] | None = None,
     **options,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Sum of independent drift losses, one per named feature set (each with its own feature scale).
@@ -70,8 +72,9 @@ def multi_feature_drift_loss(
         gen_feats: name -> [B, G, D_name] generated features (with gradients).
         pos_feats: name -> [B, P, D_name] positive features; same keys as ``gen_feats``.
         neg_feats: optional name -> [B, N, D_name] extra negatives; same keys when given.
-        **options: passed to :func:`drift_loss_with_metrics` (neg_weight, temperatures, ...); a tensor
-            neg_weight must broadcast to every feature's [B, N].
+        neg_weight: weight of the extra negatives: one float/tensor for every feature, or a mapping
+            name -> weight when the group axis differs between features (locations folded into groups).
+        **options: passed to :func:`drift_loss_with_metrics` (temperatures, normalize, ...).
 
     Returns:
         total loss [] and metrics prefixed by feature name (``<name>/loss``, ``<name>/feature_scale``, ...).
@@ -83,10 +86,14 @@ def multi_feature_drift_loss(
         raise ValueError("gen_feats is empty; pass at least one feature set")
     total = None
     metrics: dict[str, Tensor] = {}
+    if isinstance(neg_weight, Mapping) and set(neg_weight) != set(gen_feats):
+        raise ValueError(f"neg_weight keys {sorted(neg_weight)} differ from feature keys {sorted(gen_feats)}")
     for name, gen in gen_feats.items():
         neg = None if neg_feats is None else neg_feats[name]
+        weight = neg_weight[name] if isinstance(neg_weight, Mapping) else neg_weight
         try:
-            loss, feature_metrics = drift_loss_with_metrics(gen, pos_feats[name], neg, **options)
+            loss, feature_metrics = drift_loss_with_metrics(gen, pos_feats[name], neg, neg_weight=weight,
+                                                            **options)
         except ValueError as error:
             raise ValueError(f"feature '{name}': {error}") from error
         total = loss if total is None else total + loss
