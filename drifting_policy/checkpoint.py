@@ -86,6 +86,8 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        with open(tmp, "rb") as written:  # on disk before the rename: `latest` survives a crash
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -76,7 +76,7 @@ def evaluate_checkpoint(path: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
         runner = EnvRunner(RunnerConfig(**spec, prefix=prefix))
         video_dir = Path(cfg.get("video_dir") or run_dir / "videos" / stem) / prefix.strip("/")
         result = runner.run_episodes(policy, video_dir=video_dir)
-        summary["metrics"].update(result.metrics(prefix))
+        summary["metrics"].update(result.metrics(prefix, n_bootstrap=runner.config.n_bootstrap))
         summary[prefix.strip("/")] = result.to_json(prefix)
     output = Path(cfg.get("output") or run_dir / "eval" / f"{stem}.json")
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -125,13 +125,17 @@ class EMA:
             ema_buffer.copy_(buffer)
 
 
-def lr_factor(step: int, progress: float, warmup_steps: int, schedule: str) -> float:
-    """Multiplier of the base lr: linear warm-up over `warmup_steps`, then cosine in `progress` in [0, 1]."""
+def lr_factor(step: int, progress: float, warmup_steps: int, schedule: str,
+              warmup_end_progress: float = 0.0) -> float:
+    """Multiplier of the base lr: linear warm-up over `warmup_steps`, then a cosine over the rest of the
+    budget. `progress` in [0, 1] is the fraction of the budget used, `warmup_end_progress` the fraction used
+    when warm-up ended, so the cosine starts at exactly 1 where the warm-up stops."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     if schedule == "constant":
         return 1.0
-    return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    remaining = (progress - warmup_end_progress) / max(1.0 - warmup_end_progress, 1e-12)
+    return 0.5 * (1.0 + math.cos(math.pi * min(max(remaining, 0.0), 1.0)))
 
 
 class IndexBatches:
@@ -220,6 +224,7 @@ class Trainer:
                        config.ema_update_after_step) if config.ema else None
         self.generator = torch.Generator(device=self.device)  # noise of compute_loss (saved in checkpoints)
         self.step, self.train_seconds, self.wall_seconds = 0, 0.0, 0.0
+        self.warmup_end_progress = 0.0  # budget fraction used when warm-up ended (the cosine's start)
         self._done_at: dict[str, int] = {}  # kind of periodic work -> step it last ran at
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logger = MetricsLogger(self.run_dir / "metrics.jsonl", wandb_options, self.run_config)
@@ -296,7 +301,10 @@ class Trainer:
     def _train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         cfg = self.config
         self.policy.train()
-        lr = cfg.lr * lr_factor(self.step, self.progress(), cfg.warmup_steps, cfg.lr_schedule)
+        if self.step == cfg.warmup_steps:
+            self.warmup_end_progress = self.progress()
+        lr = cfg.lr * lr_factor(self.step, self.progress(), cfg.warmup_steps, cfg.lr_schedule,
+                                self.warmup_end_progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss, metrics = self.policy.compute_loss(batch, generator=self.generator)
@@ -372,12 +380,15 @@ class Trainer:
         totals: dict[str, float] = {}
         n = 0
         generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        was_training = policy.training
+        policy.eval()  # with ema=false this is the live policy: no random crops in validation
         with torch.random.fork_rng(devices=[]):
             for batch, _ in zip(loader, range(cfg.val_batches), strict=False):
                 loss, metrics = policy.compute_loss(to_device(batch, self.device), generator=generator)
                 for key, value in {"loss": loss, **metrics}.items():
                     totals[key] = totals.get(key, 0.0) + float(value)
                 n += 1
+        policy.train(was_training)
         return {f"val/{key}": value / max(n, 1) for key, value in totals.items()}
 
     def evaluate(self) -> dict[str, float]:
@@ -388,7 +399,7 @@ class Trainer:
             for prefix, runner in self.runners.items():
                 video_dir = self.run_dir / "videos" / f"step_{self.step:07d}" / prefix.strip("/")
                 result = runner.run_episodes(self.eval_policy, video_dir=video_dir)
-                out.update(result.metrics(prefix))
+                out.update(result.metrics(prefix, n_bootstrap=runner.config.n_bootstrap))
                 summary[prefix.strip("/")] = result.to_json(prefix)
         path = self.run_dir / "eval" / f"step_{self.step:07d}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -399,7 +410,7 @@ class Trainer:
         """Write a checkpoint; `resumable=False` (periodic step_N files) keeps weights and EMA only, half the
         size: runs resume from `latest`, which always holds optimizer and RNG state too."""
         state = {"step": self.step, "samples_seen": self.samples_seen, "train_seconds": self.train_seconds,
-                 "wall_seconds": self.wall_seconds}
+                 "wall_seconds": self.wall_seconds, "warmup_end_progress": self.warmup_end_progress}
         ckpt = Checkpoint(policy_name=self.spec.name, policy_options=self.spec.options,
                           shape_meta=self.spec.shape_meta, policy_state=self.policy.state_dict(),
                           ema_state=self.ema.model.state_dict() if self.ema is not None else None,
@@ -424,3 +435,4 @@ class Trainer:
         self.step = int(ckpt.train_state["step"])
         self.train_seconds = float(ckpt.train_state["train_seconds"])
         self.wall_seconds = float(ckpt.train_state["wall_seconds"])
+        self.warmup_end_progress = float(ckpt.train_state["warmup_end_progress"])

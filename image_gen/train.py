@@ -8,10 +8,20 @@ N_pos positives from the class queue; N_unc unconditional negatives from the glo
 w = (alpha - 1)(N_neg - 1) / N_unc; features of all of them; one drift loss per feature set; AdamW step; EMA.
 Run folder: config.yaml, metrics.jsonl, model.safetensors (EMA + raw weights, config in metadata),
 train_state.pt (everything for an exact resume), samples/step_*.png.
+
+Distributed (``torchrun --nproc_per_node W``, gloo on CPU / nccl on GPU; image_gen/distributed.py): the N_c
+class groups of a step are cut into W * grad_accum micro-batches, each its own drift problem (the field's
+feature scale and drift normalisation are per micro-batch); rank r owns micro-batches r*grad_accum ... and DDP
+averages the gradients. Every rank draws the whole step's randomness from the same generator and, by
+default, holds the same queue (shard_queues=False), so W ranks x grad_accum A equals one process with
+grad_accum W*A, and a checkpoint resumes on any world size. shard_queues=True gives each rank its own data
+stream (seed (seed + 2) * W + rank) and queue, like the paper's per-host banks. Rank 0 alone logs, samples
+and checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -23,6 +33,14 @@ from torch import Tensor
 from tqdm import tqdm
 
 from image_gen.data import DEFAULT_ROOT, NUM_CLASSES, load_pixels
+from image_gen.distributed import (
+    DistInfo,
+    init_distributed,
+    mean_metrics,
+    rank_seed,
+    split_groups,
+    wrap_ddp,
+)
 from image_gen.features import FeatureConfig, cfg_neg_weight, extract_features, feature_drift_loss
 from image_gen.models.dit import DiT, DiTConfig
 from image_gen.queue import DataStream, SampleQueue
@@ -80,6 +98,8 @@ class TrainConfig:
     checkpoint_every: int = 250
     grid_alpha: float = 1.5
     resume: bool = True
+    grad_accum: int = 1  # micro-batches per rank; n_classes must split into world_size * grad_accum
+    shard_queues: bool = False  # True: per-rank data stream and queue (not resumable on another world size)
 
     def __post_init__(self):
         if isinstance(self.model, dict):
@@ -109,6 +129,8 @@ class TrainConfig:
                 f"n_pos={self.n_pos} > queue_per_class={self.queue_per_class} or n_unc={self.n_unc} "
                 f"> queue_global={self.queue_global}; enlarge the queue"
             )
+        if self.n_classes % self.grad_accum:
+            raise ValueError(f"n_classes={self.n_classes} not divisible by grad_accum={self.grad_accum}")
         if not 1.0 <= self.alpha_min <= self.alpha_max:
             raise ValueError(f"alpha range [{self.alpha_min}, {self.alpha_max}]; expected 1 <= min <= max")
 
@@ -133,8 +155,10 @@ def sample_alpha(n: int, config: TrainConfig, generator: torch.Generator) -> Ten
 class Trainer:
     """Holds the networks, the queue and every random stream, so a checkpoint restores a run exactly."""
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, dist_info: DistInfo | None = None):
         self.config = cfg = config
+        self.dist = dist_info or DistInfo()
+        self.micro_batches = split_groups(cfg.n_classes, self.dist, cfg.grad_accum)
         torch.set_num_threads(cfg.num_threads)
         self.device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)  # initial weights only; all later randomness uses explicit generators
@@ -147,13 +171,17 @@ class Trainer:
                 f"but {cfg.space} samples are {list(sample_shape)}; set them to match"
             )
         self.model = DiT(cfg.model).to(self.device)
+        self.ddp = wrap_ddp(self.model, self.dist)  # broadcasts rank 0's initial weights
         self.ema = EMA(self.model, cfg.ema_decay)
         self.encoder = self._load_encoder()
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay
         )
         self.generator = torch.Generator().manual_seed(cfg.seed + 1)
-        self.stream = DataStream(self.samples, self.labels, seed=cfg.seed + 2)
+        stream_seed = cfg.seed + 2
+        if cfg.shard_queues:
+            stream_seed = rank_seed(stream_seed, self.dist.rank, self.dist.world_size)
+        self.stream = DataStream(self.samples, self.labels, seed=stream_seed)
         self.queue = SampleQueue(NUM_CLASSES, sample_shape, cfg.queue_per_class, cfg.queue_global)
         self.step = 0
         self._warm_queue()
@@ -173,7 +201,12 @@ class Trainer:
 
         suffix = f"_limit{self.config.limit_per_class}" if self.config.limit_per_class else ""
         cache = Path(self.config.vae_path).with_name(f"latents_train{suffix}.pt")
-        return cache_latents(self.vae, images.to(self.device), cache).cpu(), labels
+        if not self.dist.is_main:  # rank 0 writes the cache, the others read it
+            self.dist.barrier()
+        latents = cache_latents(self.vae, images.to(self.device), cache).cpu()
+        if self.dist.is_main:
+            self.dist.barrier()
+        return latents, labels
 
     def _load_encoder(self):
         if not self.config.features.needs_encoder:
@@ -203,29 +236,42 @@ class Trainer:
         shape = (cfg.n_classes * cfg.n_neg, cfg.model.in_channels, cfg.model.input_size, cfg.model.input_size)
         noise = torch.randn(shape, generator=gen)
         style = self.model.sample_style(shape[0], gen)
-        positives = self.queue.sample_class(labels, cfg.n_pos, gen).flatten(0, 1)  # [N_c * N_pos, C, H, W]
+        positives = self.queue.sample_class(labels, cfg.n_pos, gen)  # [N_c, N_pos, C, H, W]
         unconditional = self.queue.sample_unconditional(cfg.n_unc, gen)  # [N_unc, C, H, W]
-        model_labels = labels.repeat_interleave(cfg.n_neg).to(device)
-        model_alpha = alpha.repeat_interleave(cfg.n_neg).to(device)
-        with autocast(device):
-            generated = self.model(noise.to(device), model_labels, model_alpha, style.to(device))
-            gen_feats = self.features(generated)
-            with torch.no_grad():
-                pos_feats = self.features(positives.to(device))
-                unc_feats = self.features(unconditional.to(device)) if cfg.n_unc else None
-        weight = cfg_neg_weight(alpha, cfg.n_neg, cfg.n_unc).to(device) if cfg.n_unc else None
-        loss, field_metrics = feature_drift_loss(
-            gen_feats,
-            pos_feats,
-            unc_feats,
-            cfg.n_classes,
-            weight,
-            temperatures=cfg.temperatures,
-            attraction=cfg.attraction,
-            repulsion=cfg.repulsion,
-        )
+        unc_feats = None
+        if cfg.n_unc:
+            with torch.no_grad(), autocast(device):
+                unc_feats = self.features(unconditional.to(device))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total = 0.0
+        for i, groups in enumerate(self.micro_batches):  # this rank's class groups, one drift problem each
+            rows = slice(groups.start * cfg.n_neg, groups.stop * cfg.n_neg)
+            n_groups = groups.stop - groups.start
+            model_labels = labels[groups].repeat_interleave(cfg.n_neg).to(device)
+            model_alpha = alpha[groups].repeat_interleave(cfg.n_neg).to(device)
+            with autocast(device):
+                generated = self.ddp(
+                    noise[rows].to(device), model_labels, model_alpha, style[rows].to(device)
+                )
+                gen_feats = self.features(generated)
+                with torch.no_grad():
+                    pos_feats = self.features(positives[groups].flatten(0, 1).to(device))
+            weight = cfg_neg_weight(alpha[groups], cfg.n_neg, cfg.n_unc).to(device) if cfg.n_unc else None
+            loss, field_metrics = feature_drift_loss(
+                gen_feats,
+                pos_feats,
+                unc_feats,
+                n_groups,
+                weight,
+                temperatures=cfg.temperatures,
+                attraction=cfg.attraction,
+                repulsion=cfg.repulsion,
+            )
+            last = i == len(self.micro_batches) - 1
+            with contextlib.nullcontext() if last or not self.dist.distributed else self.ddp.no_sync():
+                (loss / len(self.micro_batches)).backward()  # DDP averages over ranks in the last one
+            total += loss.detach() / len(self.micro_batches)
+        loss = total
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * warmup_constant(self.step, cfg.warmup_steps)
@@ -302,25 +348,39 @@ def summarise(
     return out
 
 
-def train(config: TrainConfig) -> Trainer:
-    """Run (or resume) training to ``config.steps``; returns the trainer (its EMA model samples)."""
+def train(config: TrainConfig, dist_info: DistInfo | None = None) -> Trainer:
+    """Run (or resume) training to ``config.steps``; returns the trainer (its EMA model samples).
+
+    dist_info: None joins the process group torchrun describes (or runs alone without torchrun).
+    """
+    info = dist_info or init_distributed()
     run_dir = config.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(config)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    info.barrier()
+    trainer = Trainer(config, info)
     state_path = run_dir / "train_state.pt"
     if config.resume and state_path.is_file():
+        if config.shard_queues and info.distributed:
+            raise ValueError("shard_queues=True runs do not resume yet (per-rank queues are not saved)")
         trainer.load(state_path)
-        print(f"resumed from {state_path} at step {trainer.step}")
-    else:  # a fresh run starts a fresh log
+        if info.is_main:
+            print(f"resumed from {state_path} at step {trainer.step}")
+    elif info.is_main:  # a fresh run starts a fresh log
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    (run_dir / "config.yaml").write_text(
-        yaml.safe_dump(to_plain(dataclasses.asdict(config)), sort_keys=False)
-    )
+    if info.is_main:
+        (run_dir / "config.yaml").write_text(
+            yaml.safe_dump(to_plain(dataclasses.asdict(config)), sort_keys=False)
+        )
+    info.barrier()  # nobody starts before every rank has read the checkpoint
     images_per_step = config.n_classes * config.n_neg
     start, start_step = time.time(), trainer.step
-    for _ in tqdm(range(trainer.step, config.steps), desc="image-gen-train", mininterval=5.0):
-        metrics = trainer.train_step()
+    steps = range(trainer.step, config.steps)
+    for _ in tqdm(steps, desc="image-gen-train", mininterval=5.0, disable=not info.is_main):
+        metrics = mean_metrics(trainer.train_step(), info)
         step = trainer.step
+        if not info.is_main:
+            continue
         if step % config.log_every == 0 or step == config.steps:
             rate = (step - start_step) / (time.time() - start)
             append_metrics(

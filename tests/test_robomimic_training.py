@@ -100,7 +100,6 @@ def test_lift_state_trains_two_steps_and_evaluates_one_episode(tmp_path):
                           "task.runner.max_steps=16"])
     metrics = run_training(cfg)
     assert metrics["eval/n_episodes"] == 1.0 and metrics["eval/mean_episode_steps"] == 16.0
-    assert metrics["eval/success_rate"] == 0.0  # two steps of training on random actions
     assert "eval/mean_max_coverage" not in metrics and np.isfinite(metrics["train/loss"])
     ckpt = load_checkpoint(run_dir / "checkpoints" / "latest")
     assert ckpt.train_state["step"] == 2 and ckpt.config["task"]["name"] == "lift_state"

@@ -143,11 +143,15 @@ def test_ema_schedule_and_update():
     assert not ema.model.weight.requires_grad
 
 
-def test_lr_warmup_then_cosine():
-    assert lr_factor(0, 0.0, 10, "cosine") == pytest.approx(0.1)
-    assert lr_factor(9, 0.0, 10, "cosine") == pytest.approx(1.0)
-    assert lr_factor(10, 0.5, 10, "cosine") == pytest.approx(0.5)
-    assert lr_factor(10, 1.0, 10, "cosine") == pytest.approx(0.0)
+def test_lr_warmup_then_cosine_is_continuous():
+    warmup, total = 10, 110
+    factors = [lr_factor(step, step / total, warmup, "cosine", warmup_end_progress=warmup / total)
+               for step in range(total + 1)]
+    assert factors[0] == pytest.approx(0.1)
+    assert factors[warmup - 1] == pytest.approx(1.0) and factors[warmup] == pytest.approx(1.0)
+    assert factors[warmup + 50] == pytest.approx(0.5)  # half-way through the post-warm-up budget
+    assert factors[total] == pytest.approx(0.0)
+    assert max(abs(a - b) for a, b in zip(factors, factors[1:], strict=False)) <= 1 / warmup + 1e-9  # no jump
     assert lr_factor(10, 0.7, 10, "constant") == 1.0
 
 

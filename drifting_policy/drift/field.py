@@ -76,11 +76,12 @@ def _check_inputs(gen: Tensor, pos: Tensor, neg: Tensor | None, neg_weight, temp
     if neg_weight is not None and neg is None:
         raise ValueError("neg_weight was given but neg is None; pass the extra negatives too")
     if isinstance(neg_weight, Tensor) and neg is not None:
-        try:
-            torch.broadcast_shapes(neg_weight.shape, neg.shape[:2])
-        except RuntimeError:
-            raise ValueError(f"neg_weight {list(neg_weight.shape)} does not broadcast to [B, N] = "
-                             f"{list(neg.shape[:2])}") from None
+        # A per-group [B] weight would silently broadcast along N when B == N: demand an explicit shape.
+        allowed = [(), (batch, 1), (batch, neg.shape[1]), (1, neg.shape[1])]
+        if tuple(neg_weight.shape) not in allowed:
+            raise ValueError(f"neg_weight {list(neg_weight.shape)}: expected a scalar, [B, 1] = [{batch}, 1] "
+                             f"(per group) or [B, N] = {list(neg.shape[:2])}; unsqueeze a per-group [B] "
+                             "weight to [B, 1]")
     if include_gen_negatives and num_gen < 2:
         raise ValueError(f"gen has G={num_gen} sample per group: with the self-mask it has no other "
                          "generated sample to repel from: degenerate field; use G >= 2; 4-8 is typical")

@@ -198,3 +198,13 @@ def test_affinity_floor_pulls_towards_the_positive_mean_and_can_be_disabled():
     assert outward[None] > 0 > outward[1e-3]
     with pytest.raises(ValueError, match="affinity_floor"):
         drift_field(gen, pos, affinity_floor=-1.0)
+
+
+def test_per_group_weight_must_be_explicit_about_its_axis():
+    gen, pos, neg = sample(3, 4, 2, seed=36), sample(3, 4, 2, seed=37), sample(3, 3, 2, seed=38)
+    weight = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"\[B, 1\]"):
+        drift_field(gen, pos, neg, neg_weight=weight)  # [B] with B == N: ambiguous, refused
+    per_group = drift_field(gen, pos, neg, neg_weight=weight[:, None], normalize=False)
+    expanded = drift_field(gen, pos, neg, neg_weight=weight[:, None].expand(3, 3), normalize=False)
+    torch.testing.assert_close(per_group, expanded)

@@ -1,0 +1,91 @@
+"""image-gen-dry-run: every Table 8 recipe builds, with the paper's sizes, batch and schedule."""
+
+import pytest
+
+from image_gen.dry_run import (
+    IMAGENET_TRAIN_IMAGES,
+    RecipeConfig,
+    count_parameters,
+    dry_run,
+    main,
+    recipe_paths,
+)
+from image_gen.models.dit import DiTConfig
+
+EXPECTED = {  # file -> (size, N_c, N_pos, N_neg, N_unc, steps, lr)
+    "imagenet_ablation_b2.yaml": ("DiT-B/2", 64, 64, 64, 16, 30_000, 2e-4),
+    "imagenet_b2_latent.yaml": ("DiT-B/2", 128, 128, 64, 32, 200_000, 4e-4),
+    "imagenet_l2_latent.yaml": ("DiT-L/2", 128, 64, 64, 32, 200_000, 4e-4),
+    "imagenet_b16_pixel.yaml": ("DiT-B/16", 128, 128, 64, 32, 100_000, 2e-4),
+    "imagenet_l16_pixel.yaml": ("DiT-L/16", 128, 128, 64, 32, 100_000, 4e-4),
+}
+
+
+def test_every_table8_column_has_a_recipe():
+    assert sorted(p.name for p in recipe_paths()) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_recipe_dry_runs_with_paper_values(name):
+    path = next(p for p in recipe_paths() if p.name == name)
+    recipe = RecipeConfig.from_yaml(path)
+    size, n_c, n_pos, n_neg, n_unc, steps, lr = EXPECTED[name]
+    assert (recipe.model.size, recipe.n_classes, recipe.n_pos, recipe.n_neg, recipe.n_unc) == (
+        size,
+        n_c,
+        n_pos,
+        n_neg,
+        n_unc,
+    )
+    assert (recipe.steps, recipe.lr) == (steps, lr)
+    r = dry_run(recipe, gpus=8, tflops=100.0)
+    assert r["tokens"] == 256 + 16  # 256 patch tokens for both latent (p=2 on 32^2) and pixel (p=16 on 256^2)
+    assert r["batch"] == n_c * n_neg
+    assert r["epochs"] == pytest.approx(recipe.epochs, rel=0.05)  # steps * B / |ImageNet train| (30k: 96 ep)
+    if recipe.paper_params_m is not None:
+        assert r["params_m"] == pytest.approx(recipe.paper_params_m, rel=0.02)
+    # GPU-hours are total FLOPs over the assumed throughput; wall-clock divides by the GPU count
+    assert r["gpu_hours"] == pytest.approx(r["total_pflops"] * 1e15 / 100e12 / 3600)
+    assert r["wall_hours"] == pytest.approx(r["gpu_hours"] / 8)
+
+
+def test_b2_and_l2_parameter_counts_match_paper():
+    latent = dict(input_size=32, in_channels=4, num_classes=1000, num_in_context=16)
+    b2, _ = count_parameters(DiTConfig(size="DiT-B/2", **latent))
+    l2, _ = count_parameters(DiTConfig(size="DiT-L/2", **latent))
+    assert b2 == pytest.approx(133e6, rel=0.03)
+    assert l2 == pytest.approx(463e6, rel=0.03)
+
+
+def test_flops_scale_with_model_and_batch():
+    small = RecipeConfig(
+        name="a",
+        model=DiTConfig(size="DiT-T/2", input_size=8, in_channels=4),
+        n_classes=4,
+        n_pos=4,
+        n_neg=4,
+        n_unc=2,
+        steps=10,
+    )
+    double = RecipeConfig(name="b", model=small.model, n_classes=8, n_pos=4, n_neg=4, n_unc=2, steps=10)
+    a, b = dry_run(small, gpus=1), dry_run(double, gpus=1)
+    assert b["step_tflops"] == pytest.approx(2 * a["step_tflops"])
+    # per-token parameters dominate: forward FLOPs >= 2 * per-token params * tokens
+    _, per_token = count_parameters(small.model)
+    assert a["fwd_gflops_per_image"] * 1e9 >= 2 * per_token * a["tokens"]
+    assert a["epochs"] == pytest.approx(10 * 16 / IMAGENET_TRAIN_IMAGES)
+
+
+def test_bad_recipe_names_field():
+    with pytest.raises(ValueError, match="n_classes"):
+        RecipeConfig(name="x", model=DiTConfig(num_classes=10), n_classes=64)
+    with pytest.raises(ValueError, match="gpus"):
+        dry_run(RecipeConfig(name="x", model=DiTConfig(num_classes=100)), gpus=0)
+
+
+def test_console_prints_every_recipe(capsys):
+    main(["--all", "--gpus", "64"])
+    out = capsys.readouterr().out
+    assert out.count("== ") == len(EXPECTED)
+    assert "N_c=128 N_pos=64 N_neg=64 N_unc=32" in out  # L/2 latent
+    assert "GPU-hours" in out and "64 GPUs" in out
