@@ -103,6 +103,18 @@ def build_runners(task: Mapping[str, Any], policy_options: Mapping[str, Any],
     return runners
 
 
+def check_test_seeds_unseen(runner: RunnerConfig, store: Mapping[str, Any]) -> None:
+    """Evaluation seeds must not be seeds the demonstrations were collected on (when the store says)."""
+    if "seed" not in store or "n_seeds" not in store:
+        return  # a store from elsewhere (e.g. Diffusion Policy's own zarr) does not record its seeds
+    collected = range(int(store["seed"]), int(store["seed"]) + int(store["n_seeds"]))
+    overlap = sorted(set(runner.seeds) & set(collected))
+    if overlap:
+        raise ValueError(f"task.runner seeds {runner.seeds[0]}..{runner.seeds[-1]} include seeds the "
+                         f"demonstrations were collected on ({collected.start}..{collected.stop - 1}), e.g. "
+                         f"{overlap[:3]}; use unseen seeds (Diffusion Policy's test seeds start at 100000)")
+
+
 def check_shape_meta(expected: Mapping[str, Any], got: Mapping[str, Any]) -> None:
     def normalised(meta):
         return json.loads(json.dumps(meta, default=list))
@@ -138,6 +150,7 @@ def run_training(cfg: Mapping[str, Any]) -> dict[str, float]:
     policy.set_normalizer(fit_normalizer(train_set, shape_meta))
     runners = build_runners(cfg["task"], options, bool(cfg.get("eval_train_seeds", False)))
     cfg["dataset_info"] = dataset_info(cfg["task"], train_set, val_set)
+    check_test_seeds_unseen(runners["eval/"].config, cfg["dataset_info"]["store"])
     run_dir = Path(cfg["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))

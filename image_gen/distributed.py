@@ -103,7 +103,7 @@ def mean_metrics(metrics: dict[str, float], info: DistInfo) -> dict[str, float]:
     """Average a flat float dict over ranks (same keys on every rank), for rank-0 logging."""
     if not info.distributed:
         return metrics
-    keys = sorted(metrics)
+    keys = list(metrics)  # same order on every rank (same code path)
     values = all_reduce_mean(torch.tensor([metrics[k] for k in keys], dtype=torch.float64), info)
     return dict(zip(keys, values.tolist(), strict=True))
 

@@ -149,3 +149,14 @@ def test_every_config_combination_validates(policy, task, train):
     assert config.backbone == ("unet" if train == "gpu" else "mlp")
     assert (config.crop_shape == (84, 84)) == (task == "pusht_image")
     assert cfg["train"]["batch_size"] == (64 if policy == "drifting" and train == "cpu" else 256)
+
+
+def test_evaluating_on_the_demonstrations_seeds_is_refused():
+    from drifting_policy.runner import RunnerConfig
+    from drifting_policy.train import check_test_seeds_unseen
+
+    store = {"seed": 0, "n_seeds": 200}
+    check_test_seeds_unseen(RunnerConfig(seed_start=100000, n_seeds=50), store)
+    check_test_seeds_unseen(RunnerConfig(seed_start=0, n_seeds=50), {})  # provenance unknown: allowed
+    with pytest.raises(ValueError, match="collected on"):
+        check_test_seeds_unseen(RunnerConfig(seed_start=150, n_seeds=100), store)
