@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from drifting_policy.checkpoint import load_policy, read_metadata, resolve_path
 from drifting_policy.runner import EnvRunner, RunnerConfig
-from drifting_policy.train import set_threads
+from drifting_policy.train import check_test_seeds_unseen, set_threads
 
 RUNNER_OVERRIDES = ("n_envs", "seed_start", "n_seeds", "n_videos", "vector_mode", "sampling_seed",
                     "max_steps")
@@ -74,6 +74,8 @@ def evaluate_checkpoint(path: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
                                "metrics": {}}
     for prefix, spec in specs.items():
         runner = EnvRunner(RunnerConfig(**spec, prefix=prefix))
+        if prefix == "eval/":
+            check_test_seeds_unseen(runner.config, meta["config"].get("dataset_info", {}).get("store", {}))
         video_dir = Path(cfg.get("video_dir") or run_dir / "videos" / stem) / prefix.strip("/")
         result = runner.run_episodes(policy, video_dir=video_dir)
         summary["metrics"].update(result.metrics(prefix, n_bootstrap=runner.config.n_bootstrap))
