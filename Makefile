@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := dataset-fashion-mnist libegl1 libegl-mesa0
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test test-slow lint install system-deps clean imagegen-smoke
+.PHONY: demo test test-slow lint install system-deps clean imagegen-smoke imagegen-ddp-smoke
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,16 @@ imagegen-smoke: $(STAMP) system-deps
 	test -f runs/evaluator_smoke/evaluator.safetensors || $(VENV)/bin/image-gen-train-evaluator \
 		--out runs/evaluator_smoke/evaluator.safetensors --epochs 1 --limit-per-class 500
 	$(VENV)/bin/image-gen-eval --checkpoint runs/imagegen_smoke/model.safetensors \
+		--evaluator runs/evaluator_smoke/evaluator.safetensors --n-samples 500 --alpha 1.5
+
+# The same chain with the generator trained by two CPU processes (torchrun, gloo).
+imagegen-ddp-smoke: $(STAMP) system-deps
+	$(VENV)/bin/image-gen-train-mae --config-name mae_smoke
+	OMP_NUM_THREADS=1 $(VENV)/bin/torchrun --standalone --nproc_per_node 2 -m image_gen.train \
+		--config-name smoke run_name=imagegen_ddp_smoke
+	test -f runs/evaluator_smoke/evaluator.safetensors || $(VENV)/bin/image-gen-train-evaluator \
+		--out runs/evaluator_smoke/evaluator.safetensors --epochs 1 --limit-per-class 500
+	$(VENV)/bin/image-gen-eval --checkpoint runs/imagegen_ddp_smoke/model.safetensors \
 		--evaluator runs/evaluator_smoke/evaluator.safetensors --n-samples 500 --alpha 1.5
 
 lint: $(STAMP)
