@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := dataset-fashion-mnist libegl1 libegl-mesa0
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test test-slow lint install system-deps clean imagegen-smoke imagegen-ddp-smoke
+.PHONY: demo demo-toy test test-slow lint install system-deps clean imagegen-smoke imagegen-ddp-smoke
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ system-deps:
 		|| echo "warning: could not install $(SYSTEM_PACKAGES); dependent tests will skip"; \
 	fi
 
+# Push-T end to end: collect -> train Drifting and Diffusion -> evaluate on the 50 test seeds -> table.
 demo: $(STAMP)
+	$(VENV)/bin/drifting-demo
+
+# The paper's 2-D experiments (Fig. 3 starts), about a minute of CPU.
+demo-toy: $(STAMP)
 	$(VENV)/bin/drifting-toy
 
 test: $(STAMP) system-deps
