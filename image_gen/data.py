@@ -8,6 +8,7 @@ and the encoder's stride-2 stages divide evenly.
 from __future__ import annotations
 
 import gzip
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -102,23 +103,36 @@ def load_pixels(
 def cache_latents(vae, images: Tensor, path: str | Path, batch_size: int = 512) -> Tensor:
     """Encode ``images`` [N, C, H, W] once with ``vae.encode_mean`` and cache the result at ``path`` (.pt).
 
-    A later call with an existing file loads it instead (the file records N so a stale cache is caught).
-    Returns latents float32 [N, c, h, w].
+    A later call with an existing file loads it instead; the file records N and a hash of the VAE's
+    weights, so a cache made by another (e.g. retrained) VAE is caught. Returns float32 [N, c, h, w].
     """
     path = Path(path)
+    vae_hash = _weights_hash(vae)
     if path.is_file():
         cached = torch.load(path, map_location="cpu")
-        if cached.shape[0] != images.shape[0]:
+        if not isinstance(cached, dict) or cached.get("vae_hash") != vae_hash:
+            raise ValueError(f"latent cache {path} was made by another VAE (or an older format); delete "
+                             "the file to rebuild it with this one")
+        if cached["latents"].shape[0] != images.shape[0]:
             raise ValueError(
-                f"latent cache {path} holds {cached.shape[0]} latents but {images.shape[0]} images "
-                "were given; delete the file to rebuild it"
+                f"latent cache {path} holds {cached['latents'].shape[0]} latents but {images.shape[0]} "
+                "images were given; delete the file to rebuild it"
             )
-        return cached
+        return cached["latents"]
     with torch.no_grad():
         chunks = [vae.encode_mean(images[i : i + batch_size]) for i in range(0, images.shape[0], batch_size)]
     latents = torch.cat(chunks).float()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save(latents, tmp)
+    torch.save({"vae_hash": vae_hash, "latents": latents}, tmp)
     tmp.replace(path)
     return latents
+
+
+def _weights_hash(model: torch.nn.Module) -> str:
+    """A short digest of a module's parameters and buffers (identifies the VAE that made a cache)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

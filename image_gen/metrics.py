@@ -116,11 +116,18 @@ def load_inception(weights_path: str | Path) -> torch.nn.Module:
         raise FileNotFoundError(f"inception weights {path} not found; {INCEPTION_MISSING}")
     try:
         return torch.jit.load(str(path), map_location="cpu").eval()
-    except RuntimeError:
+    except RuntimeError as not_torchscript:
         from torchvision.models import inception_v3
 
         model = inception_v3(weights=None, aux_logits=False, init_weights=False)
-        model.load_state_dict(torch.load(path, map_location="cpu"), strict=False)
+        state = {key.removeprefix("module."): value
+                 for key, value in torch.load(path, map_location="cpu").items()
+                 if not key.removeprefix("module.").startswith("AuxLogits.")}  # aux head unused
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:  # a random Inception would give meaningless FIDs: refuse it
+            raise ValueError(f"{path} is not an Inception-v3 state dict: missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]}; pass a torchvision inception_v3 state dict "
+                             "or a TorchScript detector") from not_torchscript
         model.fc = torch.nn.Identity()  # pool3 features, 2048-d
         return model.eval()
 

@@ -1,5 +1,6 @@
 """Latent VAE wrapper: shapes, normalisation, save/load round trip, latent cache written once."""
 
+import pytest
 import torch
 
 from image_gen.data import cache_latents
@@ -33,5 +34,10 @@ def test_save_load_and_cache(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded.encode_mean(x), vae.encode_mean(x))
     first = cache_latents(loaded, x, tmp_path / "latents.pt")
-    again = cache_latents(None, x, tmp_path / "latents.pt")  # read from disk: no VAE needed
+    again = cache_latents(vae, x, tmp_path / "latents.pt")  # same weights: read from disk
     torch.testing.assert_close(first, again)
+    other = tiny_vae()
+    with torch.no_grad():
+        other.fit_normalisation(torch.randn(4, 1, 32, 32) * 3)
+    with pytest.raises(ValueError, match="another VAE"):
+        cache_latents(other, x, tmp_path / "latents.pt")
