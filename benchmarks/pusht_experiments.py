@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from drifting_policy.runner import bootstrap_mean_ci
+
 RUNS = Path("runs")
 FIGURES = Path("docs/figures")
 LAST = 3
@@ -32,12 +34,6 @@ def eval_files(run: str, tag: str = "") -> list[Path]:
     return sorted(p for p in (RUNS / run / "eval").glob("step_*.json") if pattern.search(p.name))
 
 
-def bootstrap_ci(values: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(n, len(values)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
 def aggregate(paths: list[Path]) -> dict:
     """Average of the given checkpoints' evaluations; intervals over seeds of the per-seed averages."""
     evals = [json.loads(p.read_text()) for p in paths]
@@ -51,7 +47,7 @@ def aggregate(paths: list[Path]) -> dict:
     for key, name in (("scores", "score"), ("max_coverages", "coverage"), ("successes", "success")):
         per_seed = np.mean([np.asarray(e["eval"][key], dtype=np.float64) for e in evals], axis=0)  # [n_seeds]
         out[name] = float(per_seed.mean())
-        out[name + "_ci"] = bootstrap_ci(per_seed)
+        out[name + "_ci"] = bootstrap_mean_ci(per_seed)
         out[name + "_per_ckpt"] = [float(np.mean(e["eval"][key])) for e in evals]
     return out
 
@@ -130,7 +126,7 @@ def paired_differences() -> str:
     for label, (run, tag) in runs.items():
         if label != "Drifting-1":
             diff = drifting - per_seed_scores(run, tag)
-            lines.append(f"| {label} | {fmt_ci(float(diff.mean()), bootstrap_ci(diff))} |")
+            lines.append(f"| {label} | {fmt_ci(float(diff.mean()), bootstrap_mean_ci(diff))} |")
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from envs.collection import TEST_SEED_START
 from envs.wrappers import MultiStepWrapper, VideoRecorder
 
 VECTOR_MODES = ("sync", "async")
@@ -37,7 +38,7 @@ class RunnerConfig:
     env_id: str = "envs/PushT-v0"
     env_module: str | None = "envs.pusht"  # imported first: registers env_id
     env_kwargs: dict[str, Any] = field(default_factory=dict)
-    seed_start: int = 100000
+    seed_start: int = TEST_SEED_START
     n_seeds: int = 50
     max_steps: int = 300
     obs_horizon: int = 2

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 PARTIAL_SUFFIX = ".partial"  # a collection in progress; renamed to its final name only when complete
+TEST_SEED_START = 100_000  # evaluation seeds start here (Diffusion Policy); demonstration seeds stay below
 ConfigT = TypeVar("ConfigT")
 
 
@@ -41,3 +43,19 @@ def partial_destination(out: Path, overwrite: bool) -> Path:
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=true to replace it, or choose another out=")
     return out.with_name(out.name + PARTIAL_SUFFIX)
+
+
+def check_demo_seeds(seed: int, episodes: int) -> None:
+    """Demonstrations use env seeds seed .. seed + episodes - 1, which must stay below the test seeds."""
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes}; expected >= 1")
+    if seed < 0 or seed + episodes > TEST_SEED_START:
+        raise ValueError(f"seeds {seed}..{seed + episodes - 1} must lie in [0, {TEST_SEED_START}): "
+                         f"seeds from {TEST_SEED_START} on are the evaluation seeds; lower seed or episodes")
+
+
+def package_version(package: str = "drifting-policy") -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import importlib.metadata
 import shutil
 import sys
 import time
@@ -28,9 +27,14 @@ import numpy as np
 from tqdm import tqdm
 
 from drifting_policy.data.replay_buffer import COMPLETE_ATTR, ReplayBuffer
-from envs.collection import CollectSummary, config_from_mapping, partial_destination
+from envs.collection import (
+    CollectSummary,
+    check_demo_seeds,
+    config_from_mapping,
+    package_version,
+    partial_destination,
+)
 
-TEST_SEED_START = 100_000  # evaluation seeds are 100000-100049 (DP); training seeds stay below
 OBS_TYPES = ("state", "keypoints", "image")
 # Episodes are written in batches: every zarr append costs ~10 ms per array, and an interrupted run
 # is discarded anyway.
@@ -59,12 +63,7 @@ class PushTCollectConfig:
 
     def __post_init__(self):
         self.obs_types = tuple(self.obs_types)
-        if self.episodes < 1:
-            raise ValueError(f"episodes={self.episodes}; expected >= 1")
-        if self.seed < 0 or self.seed + self.episodes > TEST_SEED_START:
-            last = self.seed + self.episodes - 1
-            raise ValueError(f"seeds {self.seed}..{last} must lie in [0, {TEST_SEED_START}): seeds from "
-                             f"{TEST_SEED_START} on are the evaluation seeds; lower seed or episodes")
+        check_demo_seeds(self.seed, self.episodes)
         unknown = set(self.obs_types) - set(OBS_TYPES)
         if unknown:
             raise ValueError(f"obs_types={list(self.obs_types)}; unknown {sorted(unknown)}, expected a "
@@ -153,7 +152,7 @@ def _attrs(config: PushTCollectConfig, expert_version: str) -> dict[str, Any]:
         "max_steps": config.max_steps,
         "keep_failed": config.keep_failed,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "package_version": _package_version(),
+        "package_version": package_version(),
         "source_sha256": source_digest(),
     }
 
@@ -166,13 +165,6 @@ def source_digest() -> str:
         if path.name != Path(__file__).name:
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def _package_version() -> str:
-    try:
-        return importlib.metadata.version("drifting-policy")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _run_episodes(config: PushTCollectConfig, buffer: ReplayBuffer,

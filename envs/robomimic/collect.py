@@ -15,7 +15,6 @@ the low-dim pass, which needs a headless GL backend (EGL or OSMesa).
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,12 +24,17 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from envs.collection import CollectSummary, config_from_mapping, partial_destination
+from envs.collection import (
+    CollectSummary,
+    check_demo_seeds,
+    config_from_mapping,
+    package_version,
+    partial_destination,
+)
 from envs.robomimic.env import TASKS, RobomimicEnv, RobomimicEnvConfig, ensure_gl_backend
 from envs.robomimic.experts import EXPERT_VERSION, EXPERTS, make_expert
 from envs.robomimic.hdf5_io import Episode, RobomimicWriter, render_images
 
-TEST_SEED_START = 100_000  # evaluation seeds start here (Diffusion Policy); training seeds stay below
 EXPERT_STREAM = 7  # the expert's generator is SeedSequence([seed, EXPERT_STREAM]), independent of the env's
 
 
@@ -61,13 +65,7 @@ class RobomimicCollectConfig:
                 f"out={self.out!r}: robomimic tasks write hdf5; pass out=<path>.hdf5, e.g. "
                 f"out=data/robomimic/{self.task}_scripted.hdf5"
             )
-        if self.episodes < 1:
-            raise ValueError(f"episodes={self.episodes}; expected >= 1")
-        if self.seed < 0 or self.seed + self.episodes > TEST_SEED_START:
-            raise ValueError(
-                f"seeds {self.seed}..{self.seed + self.episodes - 1} must lie in [0, {TEST_SEED_START})"
-                f": seeds from {TEST_SEED_START} on are evaluation seeds; lower seed or episodes"
-            )
+        check_demo_seeds(self.seed, self.episodes)
         if self.noise_std < 0:
             raise ValueError(f"noise_std={self.noise_std}; expected >= 0")
         if self.max_steps is not None and self.max_steps < 1:
@@ -195,13 +193,8 @@ def _attrs(config: RobomimicCollectConfig) -> dict[str, Any]:
         "keep_failed": config.keep_failed,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": ", ".join(
-            f"{p} {_version(p)}" for p in ("drifting-policy", "robosuite", "mujoco", "numpy")
+            f"{p} {package_version(p)}" for p in ("drifting-policy", "robosuite", "mujoco", "numpy")
         ),
     }
 
 
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
