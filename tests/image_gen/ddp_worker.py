@@ -7,32 +7,14 @@ import json
 import sys
 
 import torch
+from tiny_configs import tiny_train_config
 
 from image_gen.distributed import cleanup, init_distributed
 from image_gen.train import TrainConfig, train
 
 
 def tiny_config(out_dir: str, data_root: str, mae_path: str, **overrides) -> TrainConfig:
-    base = dict(
-        run_name="run",
-        out_dir=out_dir,
-        data_root=data_root,
-        encoder_path=mae_path,
-        device="cpu",
-        model={"size": "DiT-T/4", "num_in_context": 2, "num_style_tokens": 4},
-        n_classes=4,
-        n_neg=4,
-        n_pos=4,
-        n_unc=4,
-        queue_per_class=8,
-        queue_global=16,
-        push_per_step=16,
-        warmup_steps=2,
-        log_every=1,
-        sample_every=100,
-        checkpoint_every=100,
-    )
-    return TrainConfig(**{**base, **overrides})
+    return tiny_train_config(out_dir, data_root, mae_path, **overrides)
 
 
 def main() -> None:

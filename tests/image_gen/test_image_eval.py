@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from tiny_configs import tiny_train_config
 
 from image_gen.evaluate import main as eval_main
 from image_gen.models.classifier import ClassifierConfig
@@ -39,24 +40,9 @@ def artifacts(tmp_path_factory, fake_root):
             device="cpu",
         )
     )
-    config = TrainConfig(
-        run_name="gen",
-        out_dir=str(tmp),
-        data_root=str(fake_root),
-        device="cpu",
-        features={"kinds": ["global"]},
-        model={"size": "DiT-T/4", "num_style_tokens": 4},
-        n_classes=4,
-        n_neg=4,
-        n_pos=4,
-        n_unc=4,
-        queue_per_class=8,
-        queue_global=16,
-        push_per_step=16,
-        steps=2,
-        sample_every=100,
-        checkpoint_every=100,
-    )
+    config = tiny_train_config(str(tmp), str(fake_root), None, run_name="gen", features={"kinds": ["global"]},
+                               model={"size": "DiT-T/4", "num_style_tokens": 4}, steps=2,
+                               warmup_steps=TrainConfig.warmup_steps, log_every=TrainConfig.log_every)
     train(config)
     return evaluator, tmp / "gen" / "model.safetensors"
 

@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 import torch
+from tiny_configs import tiny_train_config
 
 from image_gen.models.mae import MAE, MAEConfig
 from image_gen.train import TrainConfig, Trainer, load_generator, sample_alpha, train
@@ -19,27 +20,7 @@ def mae_path(tmp_path_factory):
 
 
 def tiny_config(tmp_path, fake_root, mae_path, **overrides):
-    base = dict(
-        run_name="run",
-        out_dir=str(tmp_path),
-        data_root=str(fake_root),
-        encoder_path=mae_path,
-        device="cpu",
-        model={"size": "DiT-T/4", "num_in_context": 2, "num_style_tokens": 4},
-        n_classes=4,
-        n_neg=4,
-        n_pos=4,
-        n_unc=4,
-        queue_per_class=8,
-        queue_global=16,
-        push_per_step=16,
-        steps=3,
-        warmup_steps=2,
-        log_every=1,
-        sample_every=100,
-        checkpoint_every=100,
-    )
-    return TrainConfig(**{**base, **overrides})
+    return tiny_train_config(str(tmp_path), str(fake_root), mae_path, **overrides)
 
 
 def test_alpha_follows_a_power_law_in_range():
