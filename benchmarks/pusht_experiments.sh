@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Push-T state comparison experiments (issues 4 and 8): reproduces every run in docs/parts/pusht_results.md.
+# Push-T state comparison experiments (issues 4 and 8): reproduces every run in docs/results.md.
 #   bash benchmarks/pusht_experiments.sh main     # Drifting-1 / DDPM-100 / Regression, MLP 3x512, matched steps
 #   bash benchmarks/pusht_experiments.sh ddim     # DDPM-100 (last 3 ckpts), DDIM-10/16 (all) of the diffusion run
 #   bash benchmarks/pusht_experiments.sh gsweep   # G in {2,4,8,16} + group_mode=mixed, 512 generated chunks/step
