@@ -82,11 +82,18 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
         "config": json.dumps(ckpt.config),
         "train_state": json.dumps({**ckpt.train_state, "optimizer": optimizer_meta}),
     }
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Write `path` through `write(temporary_path)`, then rename: readers see the old file or the whole new
+    one, never half of one, and an existing file survives a crash or an exception in `write`."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as written:  # on disk before the rename: `latest` survives a crash
+        write(tmp)
+        with open(tmp, "rb") as written:  # on disk before the rename, so the new file survives a crash
             os.fsync(written.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from drifting_policy.checkpoint import atomic_write
+
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 INSTALL_HINT = (
     "install it with `sudo apt-get install -y dataset-fashion-mnist` (or, without root, "
@@ -123,9 +125,7 @@ def cache_latents(vae, images: Tensor, path: str | Path, batch_size: int = 512) 
         chunks = [vae.encode_mean(images[i : i + batch_size]) for i in range(0, images.shape[0], batch_size)]
     latents = torch.cat(chunks).float()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"vae_hash": vae_hash, "latents": latents}, tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: torch.save({"vae_hash": vae_hash, "latents": latents}, tmp))
     return latents
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+
+from drifting_policy.checkpoint import atomic_write
+from drifting_policy.schedules import lr_factor
 
 
 def pick_device(name: str) -> torch.device:
@@ -35,13 +36,9 @@ def append_metrics(path: Path, record: dict) -> None:
 
 def atomic_save_weights(tensors: dict[str, Tensor], path: Path, metadata: dict | None = None) -> None:
     """safetensors file written to a temporary name first, so a crash never leaves half a checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(
-        {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
-        str(tmp),
-        metadata={k: json.dumps(v) for k, v in (metadata or {}).items()},
-    )
-    os.replace(tmp, path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    encoded = {k: json.dumps(v) for k, v in (metadata or {}).items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=encoded))
 
 
 def load_weights(path: Path) -> tuple[dict[str, Tensor], dict]:
@@ -53,9 +50,7 @@ def load_weights(path: Path) -> tuple[dict[str, Tensor], dict]:
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 class EMA(nn.Module):
@@ -81,14 +76,13 @@ class EMA(nn.Module):
 
 def warmup_constant(step: int, warmup_steps: int) -> float:
     """LR multiplier: linear warm-up then constant (the paper's schedule)."""
-    return min(1.0, (step + 1) / max(1, warmup_steps))
+    return lr_factor(step, 0.0, warmup_steps, "constant")
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    """LR multiplier: linear warm-up then a cosine over the remaining steps (the policy trainer's rule)."""
+    total = max(total_steps, warmup_steps + 1)
+    return lr_factor(step, step / total, warmup_steps, "cosine", warmup_end_progress=warmup_steps / total)
 
 
 def save_grid(images: Tensor, path: Path, nrow: int) -> None:

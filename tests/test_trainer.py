@@ -17,6 +17,7 @@ from training_fakes import (
 
 from drifting_policy.checkpoint import load_checkpoint
 from drifting_policy.runner import EnvRunner, RunnerConfig
+from drifting_policy.schedules import lr_factor
 from drifting_policy.trainer import (
     EMA,
     IndexBatches,
@@ -24,7 +25,6 @@ from drifting_policy.trainer import (
     PolicySpec,
     TrainConfig,
     Trainer,
-    lr_factor,
 )
 
 SPEC = PolicySpec("tiny", {}, TINY_SHAPE_META)

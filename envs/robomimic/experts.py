@@ -350,6 +350,20 @@ class ToolHangExpert(ScriptedExpert):
             self.goto(next_phase)
         return self.pose_action(env, target, down, GRIPPER_CLOSE, max_speed=0.3)
 
+    def lift_then_turn(self, env, phases: tuple[str, str, str], eef: np.ndarray, rot: np.ndarray,
+                       target_rot: np.ndarray, angle: float, tolerance: float) -> np.ndarray:
+        """Phases (lift, turn, next): rise to lift_pos keeping the grasp orientation, then turn in place to
+        target_rot until within `tolerance` rad, then go to `next`."""
+        lift, turn, after = phases
+        lift_pos = self.params["lift_pos"]
+        if self.phase.name == lift:
+            if eef[2] > lift_pos[2] - 0.03:
+                self.goto(turn)
+            return self.pose_action(env, lift_pos, rot, GRIPPER_CLOSE)
+        if angle < tolerance and self.phase.steps > 5:
+            self.goto(after)
+        return self.pose_action(env, lift_pos, target_rot, GRIPPER_CLOSE)
+
     def frame_phase(self, env) -> np.ndarray:
         eef, rot = eef_state(env)
         p, name = self.params, self.phase.name
@@ -364,14 +378,9 @@ class ToolHangExpert(ScriptedExpert):
         )
         target_rot, angle = self.steer(current, wanted, rot)
         tip = self.site(env, "frame_tip_site")
-        if name == "frame_lift":
-            if eef[2] > p["lift_pos"][2] - 0.03:
-                self.goto("frame_stand_up")
-            return self.pose_action(env, p["lift_pos"], rot, GRIPPER_CLOSE)
-        if name == "frame_stand_up":
-            if angle < 0.05 and self.phase.steps > 5:
-                self.goto("frame_above")
-            return self.pose_action(env, p["lift_pos"], target_rot, GRIPPER_CLOSE)
+        if name in ("frame_lift", "frame_stand_up"):
+            return self.lift_then_turn(env, ("frame_lift", "frame_stand_up", "frame_above"), eef, rot,
+                                       target_rot, angle, tolerance=0.05)
         if name == "frame_above":
             want = np.append(self.TUBE_XY, 0.99)
             if np.linalg.norm(want - tip) < 0.006 and angle < 0.03:
@@ -445,14 +454,9 @@ class ToolHangExpert(ScriptedExpert):
         target_rot, angle = self.steer(current, self.hung(up, p["hole_sign"] * hook), rot)
         hole = self.site(env, "tool_hole1_center")
         over_lip = np.array([0.0, 0.0, 0.004])
-        if name == "tool_lift":
-            if eef[2] > p["lift_pos"][2] - 0.03:
-                self.goto("tool_turn")
-            return self.pose_action(env, p["lift_pos"], rot, GRIPPER_CLOSE)
-        if name == "tool_turn":
-            if angle < 0.04 and self.phase.steps > 5:
-                self.goto("tool_line_up")
-            return self.pose_action(env, p["lift_pos"], target_rot, GRIPPER_CLOSE)
+        if name in ("tool_lift", "tool_turn"):
+            return self.lift_then_turn(env, ("tool_lift", "tool_turn", "tool_line_up"), eef, rot, target_rot,
+                                       angle, tolerance=0.04)
         if name in ("tool_line_up", "tool_drop_in"):  # over the hook's free end from above, then down to it
             want = hang + 0.05 * hook + over_lip
             if name == "tool_line_up":

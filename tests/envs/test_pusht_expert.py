@@ -11,9 +11,13 @@ NEAR_STATE = [150.0, 400.0, 230.0, 270.0, np.pi / 4 + 0.5]
 
 
 def _rollout(state, seed, noise=0.0, max_steps=300):
+    """Expert episode from `state` (None: the env's own reset for `seed`); the expert's rng uses `seed`."""
     env = PushTEnv()
     expert = PushTExpert(np.random.default_rng(seed), noise_std=noise)
-    env.reset(options={"reset_to_state": state})
+    if state is None:
+        env.reset(seed=seed)
+    else:
+        env.reset(options={"reset_to_state": state})
     expert.reset()
     actions, leads = [], []
     for _ in range(max_steps):
@@ -35,14 +39,7 @@ def test_expert_solves_a_near_state_with_bounded_targets():
 
 @pytest.mark.parametrize("seed", [100001, 100004])
 def test_expert_solves_dp_test_seeds(seed):
-    env = PushTEnv()
-    expert = PushTExpert(np.random.default_rng(seed))
-    env.reset(seed=seed)
-    expert.reset()
-    for _ in range(300):
-        _, _, terminated, truncated, info = env.step(expert.act(env))
-        if terminated or truncated:
-            break
+    info, *_ = _rollout(None, seed)
     assert info["is_success"]
 
 
@@ -89,16 +86,5 @@ def test_pose_cost_zero_at_goal_and_config_checks():
 
 @pytest.mark.slow
 def test_expert_solves_all_dp_test_seeds():  # ~20 CPU-seconds
-    failed = []
-    for seed in range(100000, 100050):
-        env = PushTEnv()
-        expert = PushTExpert(np.random.default_rng(seed))
-        env.reset(seed=seed)
-        expert.reset()
-        for _ in range(300):
-            _, _, terminated, truncated, info = env.step(expert.act(env))
-            if terminated or truncated:
-                break
-        if not info["is_success"]:
-            failed.append(seed)
+    failed = [seed for seed in range(100000, 100050) if not _rollout(None, seed)[0]["is_success"]]
     assert failed == []
