@@ -8,7 +8,6 @@ from training_fakes import (
     TinyConfig,
     TinyPolicy,
     build_tiny,
-    one_thread,  # noqa: F401  (autouse fixture: one torch thread)
 )
 
 from drifting_policy import checkpoint as ckpt_mod

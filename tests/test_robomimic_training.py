@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
-from training_fakes import one_thread  # noqa: F401  (autouse fixture: one torch thread)
 
 from drifting_policy.checkpoint import load_checkpoint
 from drifting_policy.runner import RunnerConfig

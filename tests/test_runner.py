@@ -10,7 +10,6 @@ from training_fakes import (
     GOAL,
     TinyConfig,
     TinyPolicy,
-    one_thread,  # noqa: F401  (autouse fixture: one torch thread)
 )
 
 from drifting_policy.runner import EnvRunner, RunnerConfig, bootstrap_mean_ci, wilson_interval

@@ -20,15 +20,6 @@ from drifting_policy.toy_data import TargetSpec, energy_distance, mode_masses, s
 SMALL = dict(hidden=64, depth=2, num_gen=64, num_pos=64, eval_samples=500, log_every=50)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny matmuls: extra threads only add contention on a shared CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def draw(name, n=20000, seed=0, **spec):
     return sample_target(TargetSpec(name, **spec), n, torch.Generator().manual_seed(seed))
 

@@ -12,7 +12,6 @@ from training_fakes import (
     ReachWindows,
     TinyConfig,
     TinyPolicy,
-    one_thread,  # noqa: F401  (autouse fixture: one torch thread)
 )
 
 from drifting_policy.checkpoint import load_checkpoint

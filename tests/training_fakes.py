@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
-import pytest
 import torch
 from gymnasium import spaces
 from torch import nn
@@ -115,12 +114,3 @@ class ReachWindows(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return {"obs": {"pos": self.obs[index]}, "action": self.action[index]}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tests share 2 cores with other jobs: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
