@@ -1,9 +1,11 @@
-"""robomimic benchmarks: env step cost, scripted-expert success rate / length / time, dataset collection.
+"""robomimic benchmarks: env step cost, scripted-expert success rate / length / time, dataset collection,
+and the summary of policy evaluations (last-checkpoint averages).
 
     .venv/bin/python benchmarks/bench_robomimic.py speed
     .venv/bin/python benchmarks/bench_robomimic.py expert --task lift --seeds 10000:10200 --noise 0.1
     .venv/bin/python benchmarks/bench_robomimic.py collect --task lift --episodes 200 --seed 0 \
         --out data/robomimic/lift_scripted.hdf5
+    .venv/bin/python benchmarks/bench_robomimic.py summary runs/rm2_*      (after drifting-eval of the last 3)
 
 ``expert`` runs episodes without writing anything; ``collect`` writes the robomimic hdf5 dataset through
 ``envs.robomimic.collect`` and reports its success rate and wall time. Prints one JSON line per benchmark.
@@ -92,9 +94,76 @@ def bench_expert(task: str, seeds: range, noise_std: float) -> dict:
     }
 
 
+def summarize_runs(run_dirs: list[str], last: int = 3) -> dict:
+    """Per run: test success of each of the last `last` evaluated checkpoints (``drifting-eval`` files
+    <run>/eval/step_*.json) with 95% Wilson intervals, their mean, and the pooled episodes' interval."""
+    from pathlib import Path
+
+    from drifting_policy.runner import wilson_interval
+
+    out = {}
+    for run in run_dirs:
+        files = sorted(Path(run, "eval").glob("step_*.json"))[-last:]
+        if not files:
+            continue
+        checkpoints = [json.loads(path.read_text()) for path in files]
+        rows = []
+        for summary in checkpoints:
+            episodes = summary["eval"]
+            success = int(np.sum(episodes["successes"]))
+            rows.append(
+                {
+                    "step": summary["step"],
+                    "success": success,
+                    "episodes": len(episodes["successes"]),
+                    "wilson": wilson_interval(success, len(episodes["successes"])),
+                    "mean_episode_steps": float(np.mean(episodes["episode_steps"])),
+                    "policy_ms_per_chunk": episodes["policy_ms_per_chunk"],
+                    "eval_seconds": episodes["seconds"],
+                }
+            )
+        pooled = sum(row["success"] for row in rows), sum(row["episodes"] for row in rows)
+        out[str(run)] = {
+            "policy": checkpoints[-1]["policy"],
+            "nfe": checkpoints[-1]["nfe"],
+            "train_minutes": checkpoints[-1]["train_minutes"],
+            "checkpoints": rows,
+            "mean_success_rate": float(np.mean([row["success"] / row["episodes"] for row in rows])),
+            "pooled": {"success": pooled[0], "episodes": pooled[1], "wilson": wilson_interval(*pooled)},
+            "policy_ms_per_chunk": float(np.mean([row["policy_ms_per_chunk"] for row in rows])),
+            "mean_episode_steps": float(np.mean([row["mean_episode_steps"] for row in rows])),
+            "eval_minutes_per_checkpoint": float(np.mean([row["eval_seconds"] for row in rows])) / 60,
+        }
+    return out
+
+
+def summary_table(runs: dict) -> str:
+    lines = [
+        "| run | policy | NFE | steps | success per checkpoint [95% Wilson] | mean of last 3 | "
+        "pooled [95% Wilson] | mean episode steps | train min | eval min / checkpoint | "
+        "policy ms / chunk (batch 25) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run, r in runs.items():
+        steps = ", ".join(str(c["step"]) for c in r["checkpoints"])
+        per = "; ".join(_rate(c["success"], c["episodes"], c["wilson"]) for c in r["checkpoints"])
+        pooled = _rate(r["pooled"]["success"], r["pooled"]["episodes"], r["pooled"]["wilson"])
+        lines.append(
+            f"| {run} | {r['policy']} | {r['nfe']} | {steps} | {per} | **{r['mean_success_rate']:.3f}** | "
+            f"{pooled} | {r['mean_episode_steps']:.1f} | {r['train_minutes']:.1f} | "
+            f"{r['eval_minutes_per_checkpoint']:.1f} | {r['policy_ms_per_chunk']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def _rate(success: int, episodes: int, wilson: tuple[float, float]) -> str:
+    return f"{success}/{episodes} [{wilson[0]:.2f}, {wilson[1]:.2f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=("speed", "expert", "collect"))
+    parser.add_argument("what", choices=("speed", "expert", "collect", "summary"))
+    parser.add_argument("runs", nargs="*", help="summary: run folders evaluated by drifting-eval")
     parser.add_argument("--task", default="lift", choices=sorted(TASKS))
     parser.add_argument("--seeds", default="10000:10200", help="expert: env seeds start:stop")
     parser.add_argument("--noise", type=float, default=0.1)
@@ -104,7 +173,11 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
-    if args.what == "speed":
+    if args.what == "summary":
+        runs = summarize_runs(args.runs)
+        print(summary_table(runs))
+        result = {"runs": runs}
+    elif args.what == "speed":
         result = bench_speed(args.steps)
     elif args.what == "expert":
         start, stop = (int(x) for x in args.seeds.split(":"))

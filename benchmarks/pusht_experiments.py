@@ -137,6 +137,18 @@ def curve(run: str, tag: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.array([np.mean(e["eval"]["scores"]) for e in evals]))
 
 
+def finish_figure(fig, title: str, name: str) -> Path:
+    """Title, tight layout, save as docs/figures/<name>, close; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = FIGURES / name
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_curves() -> list[Path]:
     import matplotlib
 
@@ -157,11 +169,8 @@ def plot_curves() -> list[Path]:
         ax.set_ylabel("mean score, 50 test seeds")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("Push-T state, MLP 3x512, seed 0: time to score")
-    fig.tight_layout()
-    written.append(FIGURES / "pusht_time_to_score.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    written.append(finish_figure(fig, "Push-T state, MLP 3x512, seed 0: time to score",
+                                 "pusht_time_to_score.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for label, run in SWEEP:
@@ -178,11 +187,8 @@ def plot_curves() -> list[Path]:
         ax.set_xlabel("training steps (matched: 512 generated chunks per step)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Drifting Policy, Push-T state: samples per observation G and mixed groups")
-    fig.tight_layout()
-    written.append(FIGURES / "pusht_gsweep.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    written.append(finish_figure(fig, "Drifting Policy, Push-T: samples per observation G, mixed groups",
+                                 "pusht_gsweep.png"))
     return written
 
 

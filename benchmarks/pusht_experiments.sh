@@ -7,6 +7,10 @@
 #   bash benchmarks/pusht_experiments.sh bench    # per-chunk latency (drifting-bench)
 #   bash benchmarks/pusht_experiments.sh demo-smoke  # drifting-demo at a smoke budget
 #   bash benchmarks/pusht_experiments.sh plot     # docs/figures/pusht_*.png + summary table from metrics.jsonl
+#   bash benchmarks/pusht_experiments.sh seeds    # issue 8: 3 seeds x {drifting, diffusion, regression}, MLP,
+#                                                 # matched steps and matched samples seen
+#   bash benchmarks/pusht_experiments.sh seeds-unet  # the same three methods on the small UNet, seed 0
+#   bash benchmarks/pusht_experiments.sh seeds-eval [runs]  # DDPM-100, DDIM-10 (last 3 ckpts), DDIM-16 (all)
 # Runs go to runs/exp_*, logs to runs/exp_logs/. Each stage runs its trainings concurrently (<= 3 processes,
 # nice -n 5, one torch thread each: train/cpu.yaml) so that compared methods share the same machine load.
 set -euo pipefail
@@ -17,13 +21,13 @@ GSTEPS=${GSTEPS:-600}        # G-sweep budget (matched steps = matched generated
 LOGS=runs/exp_logs
 mkdir -p "$LOGS"
 
-train() {  # [EVAL=0] train <run_name> <steps> <overrides...>; EVAL=0: no evaluation inside training
+train() {  # [EVAL=0] [SEED=s] train <run_name> <steps> <overrides...>; EVAL=0: no evaluation inside training
   local name=$1 steps=$2; shift 2
   local every=$((steps / 5))
   local evals="train.eval_every=$every"
   [ "${EVAL:-1}" = 0 ] && evals="train.eval_every=$((100 * steps)) train.eval_at_end=false"
   # shellcheck disable=SC2086
-  nice -n 5 "$PY" -m drifting_policy.train task=pusht_state "$@" seed=0 run_dir="runs/$name" \
+  nice -n 5 "$PY" -m drifting_policy.train task=pusht_state "$@" seed="${SEED:-0}" run_dir="runs/$name" \
     train.max_steps="$steps" $evals train.save_every="$every" \
     train.checkpoint_every="$every" train.val_every="$every" train.progress=false \
     >"$LOGS/$name.log" 2>&1
@@ -65,7 +69,46 @@ case "${1:-}" in
     /usr/bin/time -f "WALL %e s USER %U s SYS %S s" nice -n 5 "$PY" -m drifting_policy.demo --episodes 10 \
       --data runs/exp_demo_smoke/pusht_10.zarr --out runs/exp_demo_smoke --steps 100 --n-seeds 5 "${@:2}" \
       2>&1 | tee "$LOGS/demo_smoke.log" ;;
+  seeds)  # issue 8's protocol; at most JOBS trainings at once (default 2: the machine has 2 cores)
+    S8=${S8:-3000}
+    jobs_file=$(mktemp)
+    for seed in 0 1 2; do
+      for m in drifting regression diffusion; do
+        ev=1; [ "$m" = diffusion ] && ev=0
+        echo "EVAL=$ev SEED=$seed train exp8_mlp_${m}_s$seed $S8 policy=$m" >>"$jobs_file"
+      done
+    done
+    for seed in 0 1 2; do  # matched samples seen: 64 observations per step, like drifting's 64 x G=8
+      echo "SEED=$seed train exp8_mlpb64_regression_s$seed $S8 policy=regression train.batch_size=64" >>"$jobs_file"
+      echo "EVAL=0 SEED=$seed train exp8_mlpb64_diffusion_s$seed $S8 policy=diffusion train.batch_size=64" >>"$jobs_file"
+    done
+    export -f train; export PY LOGS
+    xargs -d '\n' -P "${JOBS:-2}" -I{} bash -c '{}' <"$jobs_file"
+    rm -f "$jobs_file" ;;
+  seeds-unet)  # the small ConditionalUnet1D (64/128/256), one training seed, U8 steps
+    U8=${U8:-1000}
+    jobs_file=$(mktemp)
+    for m in drifting regression diffusion; do
+      ev=1; [ "$m" = diffusion ] && ev=0
+      echo "EVAL=$ev SEED=0 train exp8_unet_${m}_s0 $U8 policy=$m policy.backbone=unet" >>"$jobs_file"
+    done
+    export -f train; export PY LOGS
+    xargs -d '\n' -P "${JOBS:-2}" -I{} bash -c '{}' <"$jobs_file"
+    rm -f "$jobs_file" ;;
+  seeds-eval)  # [run dirs...] (default: every runs/exp8_*_diffusion_s*): DDPM-100 and DDIM-10 on the last 3
+    # checkpoints, DDIM-16 on all 5 (the time-to-score curve of the diffusion weights)
+    jobs_file=$(mktemp)
+    runs=("${@:2}"); [ ${#runs[@]} -eq 0 ] && runs=(runs/exp8_*_diffusion_s*)
+    for run in "${runs[@]}"; do
+      ev="nice -n 5 $PY -m drifting_policy.eval 'checkpoint=$run/checkpoints/step_*'"
+      log="$LOGS/$(basename "$run")"
+      echo "$ev last=3 >${log}_ddpm100.log 2>&1" >>"$jobs_file"
+      echo "$ev last=3 sampler=ddim num_inference_steps=10 >${log}_ddim10.log 2>&1" >>"$jobs_file"
+      echo "$ev sampler=ddim num_inference_steps=16 >${log}_ddim16.log 2>&1" >>"$jobs_file"
+    done
+    xargs -d '\n' -P "${JOBS:-2}" -I{} bash -c '{}' <"$jobs_file"
+    rm -f "$jobs_file" ;;
   plot)
     "$PY" benchmarks/pusht_experiments.py ;;
-  *) echo "usage: $0 main|ddim|gsweep|g1|bench|demo-smoke|plot" >&2; exit 2 ;;
+  *) echo "usage: $0 main|ddim|gsweep|g1|bench|demo-smoke|seeds|seeds-unet|seeds-eval|plot" >&2; exit 2 ;;
 esac

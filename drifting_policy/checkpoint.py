@@ -72,7 +72,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
         _add(tensors, "ema.", ckpt.ema_state)
     optimizer_meta = None
     if ckpt.optimizer_state is not None:
-        optimizer_meta = _flatten_optimizer(ckpt.optimizer_state, tensors)
+        optimizer_meta = flatten_optimizer(ckpt.optimizer_state, tensors)
     _add(tensors, "rng.", ckpt.rng_state)
     metadata = {
         "format_version": str(ckpt.format_version),
@@ -121,7 +121,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         policy_name=metadata["policy_name"], policy_options=json.loads(metadata["policy_options"]),
         shape_meta=json.loads(metadata["shape_meta"]), policy_state=groups["policy"],
         ema_state=groups["ema"] or None,
-        optimizer_state=_unflatten_optimizer(optimizer_meta, groups["optimizer"]) if optimizer_meta else None,
+        optimizer_state=unflatten_optimizer(optimizer_meta, groups["optimizer"]) if optimizer_meta else None,
         rng_state=groups["rng"], train_state=train_state, config=json.loads(metadata["config"]),
         format_version=version)
 
@@ -175,7 +175,7 @@ def _add(tensors: dict[str, torch.Tensor], prefix: str, state: Mapping[str, torc
         tensors[prefix + name] = tensor.detach().to("cpu").contiguous().clone()
 
 
-def _flatten_optimizer(state_dict: Mapping[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+def flatten_optimizer(state_dict: Mapping[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Tensor entries of `optimizer.state_dict()["state"]` go to `tensors`; the rest is returned as JSON."""
     scalars: dict[str, dict[str, Any]] = {}
     for index, param_state in state_dict["state"].items():
@@ -188,7 +188,8 @@ def _flatten_optimizer(state_dict: Mapping[str, Any], tensors: dict[str, torch.T
             "indices": [int(i) for i in state_dict["state"]]}
 
 
-def _unflatten_optimizer(meta: dict[str, Any], tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+def unflatten_optimizer(meta: dict[str, Any], tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Inverse of `flatten_optimizer`: a `load_state_dict`-ready state from JSON meta and tensors."""
     state: dict[int, dict[str, Any]] = {index: {} for index in meta["indices"]}
     for name, tensor in tensors.items():
         index, _, key = name.partition(".")

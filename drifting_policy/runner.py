@@ -16,6 +16,7 @@ import dataclasses
 import importlib
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,9 @@ class RunnerConfig:
     video_format: str = "gif"
     success_key: str = "is_success"
     coverage_key: str | None = "coverage"
+    # "module:function" mapping executed policy actions [..., action_dim] to env actions [..., env_dim]
+    # (e.g. robomimic's 10-D absolute actions with a 6-D rotation -> the env's 7-D axis-angle OSC_POSE)
+    action_transform: str | None = None
     sampling_seed: int = 0
     prefix: str = "eval/"
     n_bootstrap: int = 2000
@@ -64,6 +68,9 @@ class RunnerConfig:
         if self.video_format not in ("gif", "mp4"):
             raise ValueError(f"RunnerConfig.video_format must be 'gif' or 'mp4', got {self.video_format!r}")
         self.env_kwargs = dict(self.env_kwargs)
+        if self.action_transform is not None and ":" not in self.action_transform:
+            raise ValueError(f"RunnerConfig.action_transform must be 'module:function', got "
+                             f"{self.action_transform!r}")
 
     @property
     def seeds(self) -> list[int]:
@@ -144,6 +151,10 @@ class EnvRunner:
         self.config = config
         if config.env_module:
             importlib.import_module(config.env_module)
+        self.action_transform = None
+        if config.action_transform:
+            module, name = config.action_transform.split(":")
+            self.action_transform = getattr(importlib.import_module(module), name)
 
     def make_env(self, record: bool) -> gym.Env:
         cfg = self.config
@@ -178,7 +189,15 @@ class EnvRunner:
         timing = [0.0, 0]  # seconds in predict_action, chunks predicted
         was_training = policy.training
         policy.eval()
-        vector_env = self._vector_env(n_envs, record)
+        try:
+            vector_env = self._vector_env(n_envs, record)
+        except RuntimeError as error:  # e.g. no headless GL to film with: evaluate anyway, without videos
+            if not record:
+                raise
+            warnings.warn(f"n_videos={cfg.n_videos}: recording no videos, {cfg.env_id} cannot render: "
+                          f"{error}", stacklevel=2)
+            record = False
+            vector_env = self._vector_env(n_envs, record)
         try:
             for first in range(0, len(seeds), n_envs):
                 chunk = seeds[first:first + n_envs]
@@ -225,6 +244,7 @@ class EnvRunner:
             timing[0] += time.perf_counter() - tic
             timing[1] += 1
             action = self._executed(prediction)
+            self._check_action(action, vector_env.single_action_space)
             obs, reward, terminated, truncated, info = vector_env.step(action)
             score = np.where(active, np.maximum(score, reward), score)
             success |= active & np.asarray(info.get(cfg.success_key, np.zeros(n)), dtype=bool)
@@ -245,7 +265,18 @@ class EnvRunner:
             raise ValueError(f"predict_action returned shape {tuple(prediction.shape)}; expected [B, "
                              f">= {first + cfg.action_horizon}, action_dim] for "
                              f"obs_horizon={cfg.obs_horizon}, action_horizon={cfg.action_horizon}")
-        return prediction[:, first:first + cfg.action_horizon].detach().cpu().numpy().astype(np.float32)
+        executed = prediction[:, first:first + cfg.action_horizon].detach().cpu().numpy()
+        if self.action_transform is not None:
+            executed = self.action_transform(executed)  # [B, action_horizon, env action_dim]
+        return executed.astype(np.float32)
+
+    def _check_action(self, action: np.ndarray, space: gym.spaces.Space) -> None:
+        """action [B, action_horizon, D] must fit the multi-step env's [action_horizon, D_env]."""
+        if space.shape is not None and action.shape[1:] != space.shape:
+            raise ValueError(f"the policy's executed actions are {action.shape[1:]} but {self.config.env_id} "
+                             f"with {self.config.env_kwargs} takes {space.shape}; set the task's "
+                             f"runner.action_transform (now {self.config.action_transform!r}) or the env's "
+                             f"action mode to match the dataset's actions")
 
     def _check_policy(self, policy) -> None:
         policy_cfg = getattr(policy, "config", None)

@@ -88,7 +88,10 @@ def fit_normalizer(train_dataset, shape_meta: Mapping[str, Any]):
     from drifting_policy.data import Normalizer
 
     image_keys = [key for key, spec in shape_meta["obs"].items() if spec["type"] == "rgb"]
-    return Normalizer().fit(train_dataset.normalizer_data(), image_keys=image_keys)
+    # a dataset may keep some dims unnormalised (robomimic's absolute-action rotation); others have none
+    identity_dims = getattr(train_dataset, "normalizer_identity_dims", None)
+    return Normalizer().fit(train_dataset.normalizer_data(), image_keys=image_keys,
+                            identity_dims=identity_dims)
 
 
 def build_runners(task: Mapping[str, Any], policy_options: Mapping[str, Any],

@@ -14,7 +14,6 @@ follows whichever budget is closer to its end. A non-finite loss or gradient sto
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -36,6 +35,7 @@ from drifting_policy.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from drifting_policy.ema import EMA
 from drifting_policy.schedules import lr_factor
 
 
@@ -97,33 +97,6 @@ class PolicySpec:
     name: str
     options: dict[str, Any]
     shape_meta: dict[str, Any]
-
-
-class EMA:
-    """Exponential moving average of a module's weights with Diffusion Policy's warm-up schedule."""
-
-    def __init__(self, model: torch.nn.Module, power: float = 0.75, max_decay: float = 0.9999,
-                 min_decay: float = 0.0, update_after_step: int = 0, inv_gamma: float = 1.0):
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.power, self.max_decay, self.min_decay = power, max_decay, min_decay
-        self.update_after_step, self.inv_gamma = update_after_step, inv_gamma
-
-    def decay(self, step: int) -> float:
-        """Decay used by the `step`-th update (1-based): 0 at first (a copy), then 1 - (1 + t)^-power."""
-        t = max(0, step - self.update_after_step - 1)
-        if t <= 0:
-            return 0.0
-        value = 1.0 - (1.0 + t / self.inv_gamma) ** -self.power
-        return max(self.min_decay, min(value, self.max_decay))
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module, step: int) -> None:
-        weight = 1.0 - self.decay(step)
-        ema_params = [p for p in self.model.parameters() if p.dtype.is_floating_point]
-        params = [p.detach() for p in model.parameters() if p.dtype.is_floating_point]
-        torch._foreach_lerp_(ema_params, params, weight)  # ema += weight * (param - ema)
-        for ema_buffer, buffer in zip(self.model.buffers(), model.buffers(), strict=True):
-            ema_buffer.copy_(buffer)
 
 
 class IndexBatches:

@@ -90,6 +90,82 @@ def wrap_ddp(model: nn.Module, info: DistInfo) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
+def wrap_fsdp(model: nn.Module, info: DistInfo, unit_attr: str = "blocks") -> nn.Module:
+    """FSDP2 (``torch.distributed.fsdp.fully_shard``) for the L-size models: every module in
+    ``model.<unit_attr>`` (the DiT blocks) is its own shard unit, then the root; parameters become DTensors
+    sharded over the ranks, gathered per unit in forward/backward. Identity in one process.
+
+    Gradients are averaged over ranks like DDP's, so the optimizer step matches DDP up to float order. On CPU
+    (gloo) this runs but is only a correctness check; the memory saving matters on GPUs. Callers that keep a
+    full copy (EMA) must gather it (``model.state_dict()`` returns DTensor shards).
+    """
+    if not info.distributed:
+        return model
+    from torch.distributed.fsdp import fully_shard
+
+    units = getattr(model, unit_attr, None)
+    if units is None:
+        raise ValueError(f"{type(model).__name__} has no .{unit_attr}; pass the attribute holding its blocks")
+    for unit in units:
+        fully_shard(unit)
+    return fully_shard(model)
+
+
+def full_tensor(value: Tensor) -> Tensor:
+    """The whole tensor of an FSDP-sharded DTensor (a collective: every rank must call it, in the same
+    order); any other tensor unchanged."""
+    from torch.distributed.tensor import DTensor
+
+    return value.full_tensor() if isinstance(value, DTensor) else value
+
+
+def full_state_dict(module: nn.Module) -> dict[str, Tensor]:
+    """``module.state_dict()`` with FSDP shards gathered into full tensors (every rank must call it)."""
+    return {name: full_tensor(value) for name, value in module.state_dict().items()}
+
+
+def shard_like(full: Tensor, like: Tensor) -> Tensor:
+    """``full`` laid out like ``like``: sharded the same way when ``like`` is a DTensor, else unchanged.
+
+    Every rank holds the same ``full`` tensor (a resume state), so each keeps its own shard; no communication.
+    """
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if not isinstance(like, DTensor):
+        return full
+    return distribute_tensor(full.to(like.device, like.dtype), like.device_mesh, like.placements)
+
+
+def load_full_state_dict(module: nn.Module, state: dict[str, Tensor]) -> None:
+    """Inverse of :func:`full_state_dict`: full tensors into a plain or FSDP-sharded module."""
+    current = module.state_dict()
+    module.load_state_dict({name: shard_like(state[name], current[name]) for name in current})
+
+
+def full_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+    """``optimizer.state_dict()`` with sharded state tensors (AdamW moments of FSDP params) gathered."""
+    state = optimizer.state_dict()
+    gathered = {
+        index: {key: full_tensor(v) if isinstance(v, Tensor) else v for key, v in entry.items()}
+        for index, entry in state["state"].items()
+    }
+    return {**state, "state": gathered}
+
+
+def load_full_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Inverse of :func:`full_optimizer_state`: each parameter's full state tensors sharded like the
+    parameter (param indices follow ``param_groups`` order, as in ``optimizer.state_dict()``)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    sharded = {}
+    for index, entry in state["state"].items():
+        param = params[int(index)]
+        sharded[index] = {
+            key: shard_like(v, param) if isinstance(v, Tensor) and v.shape == param.shape else v
+            for key, v in entry.items()
+        }
+    optimizer.load_state_dict({**state, "state": sharded})
+
+
 def all_reduce_mean(value: Tensor, info: DistInfo) -> Tensor:
     """Mean of ``value`` over ranks (a copy; the input is untouched). Identity in one process."""
     if not info.distributed:
@@ -114,8 +190,8 @@ def main_print(info: DistInfo, *args, **kwargs) -> None:
         print(*args, **kwargs)
 
 
-def split_groups(num_groups: int, info: DistInfo, accum: int = 1) -> list[slice]:
-    """This rank's ``accum`` micro-batches of class groups: slices of range(num_groups).
+def split_groups(num_groups: int, info: DistInfo, accum: int = 1, name: str = "n_classes") -> list[slice]:
+    """This rank's ``accum`` micro-batches of class groups (or batch rows): slices of range(num_groups).
 
     The global step's groups are cut into world_size * accum equal chunks; rank r owns chunks
     r * accum ... r * accum + accum - 1, so (ranks x accum) with the same product see the same micro-batches.
@@ -123,8 +199,8 @@ def split_groups(num_groups: int, info: DistInfo, accum: int = 1) -> list[slice]
     chunks = info.world_size * accum
     if accum < 1 or num_groups % chunks:
         raise ValueError(
-            f"n_classes={num_groups} must split evenly into world_size * grad_accum = "
-            f"{info.world_size} * {accum} micro-batches; change n_classes or grad_accum"
+            f"{name}={num_groups} must split evenly into world_size * grad_accum = "
+            f"{info.world_size} * {accum} micro-batches; change {name} or grad_accum"
         )
     size = num_groups // chunks
     return [slice((info.rank * accum + i) * size, (info.rank * accum + i + 1) * size) for i in range(accum)]

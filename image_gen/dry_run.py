@@ -2,12 +2,19 @@
 
     image-gen-dry-run configs/image_gen/imagenet_b2_latent.yaml --gpus 64 --tflops 300
     image-gen-dry-run --all                      # every configs/image_gen/imagenet_*.yaml (paper Table 8)
+    image-gen-dry-run configs/image_gen/imagenet_mae_w640_latent.yaml   # an MAE pre-training recipe
+
+Generator recipes may list their frozen ``feature_encoders`` (latent-MAE, pixel-MAE, ConvNeXt-V2); their
+parameters and forward FLOPs are counted with torch's FlopCounterMode on the ``meta`` device, and a step adds
+forward + input-gradient backward (~2x forward) on the N_c * N_neg generated images and one forward on the
+N_c * N_pos + N_unc real ones. ``fsdp: true`` divides the weight/gradient/AdamW/EMA memory by the GPU count.
+``imagenet_mae_*.yaml`` files are MAE pre-training recipes (:class:`MAERecipe`, with classifier fine-tuning).
 
 The recipe YAMLs are plain files read into :class:`RecipeConfig` (not Hydra train configs:
 ``TrainConfig`` is the Fashion-MNIST trainer and caps N_c at its 10 classes). The model is built on the
 ``meta`` device, so even L/16 costs no memory.
 
-FLOP estimate (generator only; the feature encoder and the drift field are not counted):
+FLOP estimate of the generator (the drift field is not counted):
 forward per image = 2 * (parameters applied per token) * tokens + 4 * tokens^2 * hidden * depth (QK^T and AV);
 a training step is 3x forward (forward + backward) times the N_c * N_neg generated images.
 Assumed sustained throughput: ``--tflops`` (default 200 TFLOP/s per GPU, bf16). That is what the issue's
@@ -20,6 +27,7 @@ higher; treat the figure as a lower bound.
 from __future__ import annotations
 
 import argparse
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,11 +35,70 @@ import torch
 import yaml
 
 from image_gen.models.dit import DiT, DiTConfig
+from image_gen.models.mae import MAE, MAEConfig
 
 IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 train
 DEFAULT_TFLOPS = 200.0  # assumed sustained bf16 TFLOP/s per GPU (see module docstring)
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "image_gen"
 SPACES = ("latent", "pixel")
+ENCODER_KINDS = ("mae", "convnext")
+# Bytes per parameter kept per GPU in training: fp32 weights, fp32 grads, AdamW's two moments (+ 4 per EMA).
+BYTES_PER_PARAM = 4 + 4 + 8
+
+
+@dataclass
+class EncoderSpec:
+    """A frozen feature encoder of the drift loss: a (latent or pixel) MAE or a timm ConvNeXt-V2."""
+
+    kind: str = "mae"
+    width: int = 256  # mae: channels of stage 1
+    blocks: tuple[int, ...] = (3, 4, 6, 3)  # mae: ResNet-34 layout, basic blocks
+    in_channels: int = 4  # mae: 4 SD-VAE latent channels, or 192 = 8x8 patchified 256^2 RGB
+    input_size: int = 32  # mae: 32x32 latents or patchified pixels
+    name: str = "convnextv2_base"  # convnext: timm model name
+    image_size: int = 224  # convnext: resolution it runs at (images are resized to it)
+
+    def __post_init__(self):
+        self.blocks = tuple(int(b) for b in self.blocks)
+        if self.kind not in ENCODER_KINDS:
+            raise ValueError(f"feature_encoders kind={self.kind!r}; expected one of {ENCODER_KINDS}")
+
+    def describe(self) -> str:
+        if self.kind == "mae":
+            return f"MAE w{self.width} {list(self.blocks)} on {self.in_channels}x{self.input_size}^2"
+        return f"{self.name} at {self.image_size}^2"
+
+
+def encoder_cost(spec: EncoderSpec) -> tuple[float, float] | None:
+    """(parameters, forward FLOPs per image) on the meta device; None when timm is missing (ConvNeXt)."""
+    return _encoder_cost(tuple(vars(spec).items()))
+
+
+@functools.lru_cache(maxsize=32)
+def _encoder_cost(fields: tuple) -> tuple[float, float] | None:
+    """Cached by the spec's fields: counting a w640 MAE or a ConvNeXt-V2 base takes seconds."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    spec = EncoderSpec(**dict(fields))
+
+    with torch.device("meta"):
+        if spec.kind == "mae":
+            config = MAEConfig(in_channels=spec.in_channels, width=spec.width, blocks=spec.blocks)
+            encoder, x = (
+                MAE(config).encoder,
+                torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size),
+            )
+        else:
+            try:
+                from image_gen.convnext import ConvNeXtV2Features
+
+                encoder = ConvNeXtV2Features(spec.name, input_size=spec.image_size)
+            except ImportError:
+                return None
+            x = torch.zeros(1, 3, spec.image_size, spec.image_size)
+        with FlopCounterMode(display=False) as counter:
+            encoder(x)
+    return float(sum(p.numel() for p in encoder.parameters())), float(counter.get_total_flops())
 
 
 @dataclass
@@ -57,10 +124,15 @@ class RecipeConfig:
     queue_global: int = 1000
     temperatures: tuple[float, ...] = (0.02, 0.05, 0.2)
     paper_params_m: float | None = None  # Table 8 "params" (millions), None where not stated
+    feature_encoders: tuple[EncoderSpec, ...] = ()  # counted in FLOPs when given
+    fsdp: bool = False  # shard weights/grads/optimizer over the GPUs (image_gen.distributed.wrap_fsdp)
 
     def __post_init__(self):
         if isinstance(self.model, dict):
             self.model = DiTConfig(**self.model)
+        self.feature_encoders = tuple(
+            e if isinstance(e, EncoderSpec) else EncoderSpec(**e) for e in self.feature_encoders
+        )
         self.ema_decays = tuple(float(e) for e in self.ema_decays)
         self.temperatures = tuple(float(t) for t in self.temperatures)
         if self.space not in SPACES:
@@ -119,9 +191,25 @@ def dry_run(recipe: RecipeConfig, gpus: int = 64, tflops: float = DEFAULT_TFLOPS
     total, per_token = count_parameters(cfg)
     fwd = forward_flops_per_image(cfg, per_token)
     step_flops = 3.0 * fwd * recipe.batch
-    total_flops = step_flops * recipe.steps
+    real = recipe.n_classes * recipe.n_pos + recipe.n_unc
+    encoder_fwd, encoder_step, encoder_params, counted = 0.0, 0.0, 0.0, True
+    for spec in recipe.feature_encoders:
+        cost = encoder_cost(spec)
+        if cost is None:
+            counted = False
+            continue
+        encoder_params += cost[0]
+        encoder_fwd += cost[1]
+        encoder_step += cost[1] * (2.0 * recipe.batch + real)  # generated: fwd + input grad; real: fwd
+    total_flops = (step_flops + encoder_step) * recipe.steps
     gpu_hours = total_flops / (tflops * 1e12) / 3600.0
+    state_bytes = total * (BYTES_PER_PARAM + 4 * len(recipe.ema_decays))
     return {
+        "encoder_params_m": encoder_params / 1e6,
+        "encoder_fwd_gflops_per_image": encoder_fwd / 1e9,
+        "encoder_step_tflops": encoder_step / 1e12,
+        "encoders_counted": float(counted),
+        "train_state_gib_per_gpu": state_bytes / (gpus if recipe.fsdp else 1) / 2**30,
         "params": float(total),
         "params_m": total / 1e6,
         "tokens": float(cfg.grid_size**2 + cfg.num_in_context),
@@ -163,15 +251,44 @@ def format_report(recipe: RecipeConfig, r: dict[str, float]) -> str:
             f"lr {recipe.lr:g}, wd {recipe.weight_decay:g}, warmup {recipe.warmup_steps}, "
             f"EMA {list(recipe.ema_decays)}",
             f"encoder           {recipe.encoder}",
+            *encoder_lines(recipe, r),
+            f"train state       {r['train_state_gib_per_gpu']:.1f} GiB per GPU (weights, grads, AdamW, "
+            f"{len(recipe.ema_decays)} EMA; activations not counted)"
+            + (f", FSDP over {int(r['gpus'])} GPUs" if recipe.fsdp else ", DDP (replicated)"),
             f"compute           {r['total_pflops']:.0f} PFLOP = {r['gpu_hours']:.0f} GPU-hours at an assumed "
-            f"{r['tflops']:g} TFLOP/s sustained per GPU (generator only, a lower bound); "
+            f"{r['tflops']:g} TFLOP/s sustained per GPU ({scope(recipe, r)}, a lower bound); "
             f"{r['wall_hours']:.1f} h on {int(r['gpus'])} GPUs",
         ]
     )
 
 
+def scope(recipe: RecipeConfig, r: dict[str, float]) -> str:
+    if not recipe.feature_encoders:
+        return "generator only"
+    return (
+        "generator + encoders" if r["encoders_counted"] else "generator + encoders except ConvNeXt (no timm)"
+    )
+
+
+def encoder_lines(recipe: RecipeConfig, r: dict[str, float]) -> list[str]:
+    if not recipe.feature_encoders:
+        return []
+    names = " + ".join(spec.describe() for spec in recipe.feature_encoders)
+    return [
+        f"feature encoders  {names}: {r['encoder_params_m']:.1f}M params, "
+        f"{r['encoder_fwd_gflops_per_image']:.1f} GFLOP fwd / image, "
+        f"{r['encoder_step_tflops']:.1f} TFLOP / step"
+    ]
+
+
 def recipe_paths() -> list[Path]:
-    return sorted(CONFIG_DIR.glob("imagenet_*.yaml"))
+    """Generator recipes (Table 8 columns)."""
+    return sorted(p for p in CONFIG_DIR.glob("imagenet_*.yaml") if not p.name.startswith("imagenet_mae_"))
+
+
+def mae_recipe_paths() -> list[Path]:
+    """Feature-encoder pre-training recipes (Table 8's encoder row)."""
+    return sorted(CONFIG_DIR.glob("imagenet_mae_*.yaml"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -183,10 +300,16 @@ def main(argv: list[str] | None = None) -> None:
         "--tflops", type=float, default=DEFAULT_TFLOPS, help="assumed sustained TFLOP/s per GPU (default 200)"
     )
     args = parser.parse_args(argv)
-    paths = recipe_paths() if args.all else [Path(p) for p in args.configs]
+    paths = recipe_paths() + mae_recipe_paths() if args.all else [Path(p) for p in args.configs]
     if not paths:
         parser.error("give recipe YAML paths or --all")
+    from image_gen.mae_recipe import MAERecipe, format_mae_report, mae_dry_run
+
     for path in paths:
+        if path.name.startswith("imagenet_mae_"):
+            mae = MAERecipe.from_yaml(path)
+            print(format_mae_report(mae, mae_dry_run(mae, args.gpus, args.tflops)))
+            continue
         recipe = RecipeConfig.from_yaml(path)
         print(format_report(recipe, dry_run(recipe, args.gpus, args.tflops)))
 

@@ -2,12 +2,16 @@
 
     image-gen-eval --checkpoint runs/imagegen_smoke/model.safetensors \
         --evaluator runs/evaluator/evaluator.safetensors
-    image-gen-eval --calibrate-only --evaluator ...      # the calibration table alone
+    image-gen-eval --checkpoint runs/flow_latent/model.safetensors --nfe 10 --alpha 1 ...   # flow baseline
+    image-gen-eval --evaluator ...      # no checkpoint: the calibration table alone
 
 Reference set: the test split (never used in training). Metrics in the evaluator's feature space: Frechet
 distance ``fd``, ``kid``, ``precision``, ``recall``, and ``class_accuracy`` of conditional samples; plus the
 median pixel distance of samples to their nearest training image (memorisation check). Calibration rows: the
 train split vs the test split (floor), per-class mean image, per-class Gaussian, copies of training images.
+Drifting checkpoints sample in one network call; flow checkpoints (``image-gen-train-flow``) integrate
+``--nfe`` Euler steps (``--alpha`` is then the CFG guidance scale w). The result JSON also records
+``model_kind``, ``nfe`` and the generator's wall time per image (VAE decoding excluded) and per NFE.
 The last printed line is the result JSON (also written to --out when given).
 """
 
@@ -49,11 +53,18 @@ def generate_samples(
     seed: int,
     device: torch.device,
     batch_size: int = 500,
+    nfe: int | None = None,
 ) -> tuple[Tensor, Tensor, dict]:
-    """Pixels [n, 1, 32, 32] in [-1, 1], labels [n], checkpoint metadata (latents decoded by its VAE)."""
-    from image_gen.train import load_generator
+    """Pixels [n, 1, 32, 32] in [-1, 1], labels [n], and the checkpoint metadata plus ``model_kind``,
+    ``nfe`` and ``sample_seconds`` (generator time, VAE decoding excluded); latents are decoded by the
+    checkpoint's VAE.
 
-    model, meta = load_generator(checkpoint, device)
+    Drifting or flow checkpoint (:func:`image_gen.flow.load_any_generator`); ``nfe``: Euler steps of a flow
+    model (None: 1); a drifting generator samples in 1 NFE and refuses nfe > 1 (ValueError).
+    """
+    from image_gen.flow import load_any_generator
+
+    model, meta = load_any_generator(checkpoint, device, nfe)
     vae = None
     if meta.get("space") == "latent":
         from image_gen.models.vae import load_vae
@@ -65,7 +76,9 @@ def generate_samples(
     for start in range(0, n_samples, batch_size):
         x = model.generate(labels[start : start + batch_size].to(device), alpha, generator)
         chunks.append((x if vae is None else vae.decode(x)).float().clamp(-1, 1).cpu())
-    return torch.cat(chunks), labels, meta
+    info = {**meta, "model_kind": meta.get("model_kind", "drifting"), "nfe": model.nfe}
+    info["sample_seconds"] = model.seconds
+    return torch.cat(chunks), labels, info
 
 
 def score(
@@ -132,7 +145,6 @@ def calibration(
 
 
 def evaluate(args: argparse.Namespace) -> dict:
-    torch.set_num_threads(args.num_threads)
     device = pick_device(args.device)
     evaluator, eval_meta = load_evaluator(args.evaluator, device)
     train_images, train_labels = load_pixels("train", args.data_root)
@@ -150,7 +162,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     start = time.time()
     if args.checkpoint:
         images, labels, meta = generate_samples(
-            args.checkpoint, args.n_samples, args.alpha, args.seed, device
+            args.checkpoint, args.n_samples, args.alpha, args.seed, device, nfe=args.nfe
         )
         result.update(score(evaluator, images, labels, ref_feats, train_images, device))
         result.update(
@@ -161,6 +173,10 @@ def evaluate(args: argparse.Namespace) -> dict:
                 "space": meta.get("space"),
                 "encoder": meta.get("encoder_path"),
                 "vae": meta.get("vae_path"),
+                "model_kind": meta["model_kind"],
+                "nfe": meta["nfe"],
+                "sample_seconds_per_image": meta["sample_seconds"] / args.n_samples,
+                "sample_seconds_per_image_per_nfe": meta["sample_seconds"] / args.n_samples / meta["nfe"],
             }
         )
         if args.inception_weights:
@@ -188,7 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--evaluator", default="runs/evaluator/evaluator.safetensors")
     parser.add_argument("--n-samples", type=int, default=5000)
-    parser.add_argument("--alpha", type=float, default=1.5, help="CFG scale (1 = no guidance)")
+    parser.add_argument(
+        "--alpha", type=float, default=1.5, help="CFG scale (1 = no guidance); flow: guidance scale w"
+    )
+    parser.add_argument(
+        "--nfe", type=int, default=None,
+        help="Euler steps of a flow checkpoint (default 1); drifting checkpoints are 1-NFE and refuse > 1",
+    )
     parser.add_argument("--seed", type=int, default=EVAL_SEED)
     parser.add_argument("--calibrate", action="store_true", help="also score the trivial baselines")
     parser.add_argument("--inception-weights", default=None, help="local Inception-v3 file for standard FID")
@@ -203,6 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.n_samples < NUM_CLASSES:
         raise SystemExit(f"--n-samples={args.n_samples}; need at least {NUM_CLASSES} (one per class)")
+    torch.set_num_threads(args.num_threads)  # process-wide: the entry point's job, not evaluate()'s
     result = evaluate(args)
     line = json.dumps(result)
     if args.out:

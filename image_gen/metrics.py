@@ -15,8 +15,9 @@ from scipy import linalg
 from torch import Tensor
 
 INCEPTION_MISSING = (
-    "Inception FID skipped: no Inception-v3 weights file given (pass inception_weights=<path>; "
-    "the weights cannot be downloaded offline)"
+    "Inception FID skipped: no Inception-v3 weights file given (image-gen-eval --inception-weights <path>: "
+    "a torchvision inception_v3 state dict or a TorchScript FID detector; the weights cannot be "
+    "downloaded offline)"
 )
 
 
@@ -110,7 +111,7 @@ def all_metrics(
 def load_inception(weights_path: str | Path) -> torch.nn.Module:
     """Inception-v3 from a local file: a TorchScript detector (clean-fid / StyleGAN 'inception-2015-12-05.pt',
     called with uint8-range images and ``return_features=True``) or a torchvision ``inception_v3``
-    state dict."""
+    state dict (its classifier and auxiliary head are ignored: only the 2048-d pool3 features are used)."""
     path = Path(weights_path)
     if not path.is_file():
         raise FileNotFoundError(f"inception weights {path} not found; {INCEPTION_MISSING}")
@@ -120,15 +121,19 @@ def load_inception(weights_path: str | Path) -> torch.nn.Module:
         from torchvision.models import inception_v3
 
         model = inception_v3(weights=None, aux_logits=False, init_weights=False)
-        state = {key.removeprefix("module."): value
-                 for key, value in torch.load(path, map_location="cpu").items()
-                 if not key.removeprefix("module.").startswith("AuxLogits.")}  # aux head unused
+        model.fc = torch.nn.Identity()  # pool3 features, 2048-d
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: no pickled code
+        if not isinstance(state, dict):
+            raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict or TorchScript "
+                             "module") from not_torchscript
+        # the 1000- or 1008-way classifier (torchvision / pytorch-fid) and the aux head are not used
+        state = {key.removeprefix("module."): value for key, value in state.items()
+                 if not key.removeprefix("module.").startswith(("AuxLogits.", "fc."))}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:  # a random Inception would give meaningless FIDs: refuse it
             raise ValueError(f"{path} is not an Inception-v3 state dict: missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]}; pass a torchvision inception_v3 state dict "
                              "or a TorchScript detector") from not_torchscript
-        model.fc = torch.nn.Identity()  # pool3 features, 2048-d
         return model.eval()
 
 

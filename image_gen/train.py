@@ -6,8 +6,9 @@
 One step (paper Sec. 4 and A.6): N_c classes; per class an alpha from a power law, N_neg generated samples,
 N_pos positives from the class queue; N_unc unconditional negatives from the global queue with weight
 w = (alpha - 1)(N_neg - 1) / N_unc; features of all of them; one drift loss per feature set; AdamW step; EMA.
-Run folder: config.yaml, metrics.jsonl, model.safetensors (EMA + raw weights, config in metadata),
-train_state.pt (everything for an exact resume), samples/step_*.png.
+Run folder: config.yaml, metrics.jsonl (rows after the checkpoint's step are dropped on resume),
+model.safetensors (EMA + raw weights, config in metadata), train_state.safetensors (everything for an exact
+resume: tensors, plus JSON metadata; no pickle), samples/step_*.png.
 
 Distributed (``torchrun --nproc_per_node W``, gloo on CPU / nccl on GPU; image_gen/distributed.py): the N_c
 class groups of a step are cut into W * grad_accum micro-batches, each its own drift problem (the field's
@@ -16,7 +17,10 @@ averages the gradients. Every rank draws the whole step's randomness from the sa
 default, holds the same queue (shard_queues=False), so W ranks x grad_accum A equals one process with
 grad_accum W*A, and a checkpoint resumes on any world size. shard_queues=True gives each rank its own data
 stream (seed (seed + 2) * W + rank) and queue, like the paper's per-host banks. Rank 0 alone logs, samples
-and checkpoints.
+and writes checkpoints. fsdp=True shards the generator's weights, gradients and AdamW state over the ranks
+(FSDP2 ``fully_shard`` per DiT block, image_gen.distributed.wrap_fsdp) instead of DDP; the EMA stays a full
+copy (its update gathers the shards) and checkpoints gather full tensors, so the files and the resume are
+the same as with DDP or one process.
 """
 
 from __future__ import annotations
@@ -32,31 +36,41 @@ import yaml
 from torch import Tensor
 from tqdm import tqdm
 
+from drifting_policy.ema import ratio_warmup_ema
+from drifting_policy.trainer import MetricsLogger
 from image_gen.data import DEFAULT_ROOT, NUM_CLASSES, load_pixels
 from image_gen.distributed import (
     DistInfo,
+    full_optimizer_state,
+    full_state_dict,
+    full_tensor,
     init_distributed,
+    load_full_optimizer_state,
+    load_full_state_dict,
     mean_metrics,
     rank_seed,
     split_groups,
     wrap_ddp,
+    wrap_fsdp,
 )
 from image_gen.features import FeatureConfig, cfg_neg_weight, extract_features, feature_drift_loss
 from image_gen.models.dit import DiT, DiTConfig
 from image_gen.queue import DataStream, SampleQueue
 from image_gen.utils import (
-    EMA,
-    append_metrics,
     atomic_save_weights,
-    atomic_torch_save,
     autocast,
+    load_train_state,
     load_weights,
+    optimizer_state_dict,
+    optimizer_tensors,
     pick_device,
     save_grid,
+    save_train_state,
     warmup_constant,
 )
 
 SPACES = ("pixel", "latent")
+STATE_FILE = "train_state.safetensors"
 
 
 @dataclass
@@ -65,7 +79,7 @@ class TrainConfig:
     out_dir: str = "runs"
     seed: int = 0
     device: str = "auto"
-    num_threads: int = 1
+    num_threads: int = 1  # torch.set_num_threads in the entry point (main), not in the Trainer
     space: str = "pixel"
     vae_path: str | None = None  # latent space: a vae.safetensors from image-gen-train-vae
     encoder_path: str | None = None  # mae.safetensors from image-gen-train-mae; None only for raw space
@@ -100,6 +114,7 @@ class TrainConfig:
     resume: bool = True
     grad_accum: int = 1  # micro-batches per rank; n_classes must split into world_size * grad_accum
     shard_queues: bool = False  # True: per-rank data stream and queue (not resumable on another world size)
+    fsdp: bool = False  # True: FSDP2 shards weights/grads/AdamW over the ranks instead of DDP (L-size models)
 
     def __post_init__(self):
         if isinstance(self.model, dict):
@@ -159,21 +174,28 @@ class Trainer:
         self.config = cfg = config
         self.dist = dist_info or DistInfo()
         self.micro_batches = split_groups(cfg.n_classes, self.dist, cfg.grad_accum)
-        torch.set_num_threads(cfg.num_threads)
         self.device = pick_device(cfg.device)
-        torch.manual_seed(cfg.seed)  # initial weights only; all later randomness uses explicit generators
-        self.vae = self._load_vae()
-        self.samples, self.labels = self._load_data()
-        sample_shape = tuple(self.samples.shape[1:])
-        if (cfg.model.in_channels, cfg.model.input_size) != (sample_shape[0], sample_shape[-1]):
-            raise ValueError(
-                f"model.in_channels={cfg.model.in_channels}, model.input_size={cfg.model.input_size} "
-                f"but {cfg.space} samples are {list(sample_shape)}; set them to match"
-            )
-        self.model = DiT(cfg.model).to(self.device)
-        self.ddp = wrap_ddp(self.model, self.dist)  # broadcasts rank 0's initial weights
-        self.ema = EMA(self.model, cfg.ema_decay)
-        self.encoder = self._load_encoder()
+        # Building networks draws initial weights from the global CPU RNG: seed it from cfg.seed on a fork,
+        # so the caller's RNG is left as it was (no global state) and every rank and every run with this
+        # seed starts from the same weights.
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(cfg.seed)  # the CPU generator alone: networks start on CPU
+            self.vae = self._load_vae()
+            self.samples, self.labels = self._load_data()
+            sample_shape = tuple(self.samples.shape[1:])
+            if (cfg.model.in_channels, cfg.model.input_size) != (sample_shape[0], sample_shape[-1]):
+                raise ValueError(
+                    f"model.in_channels={cfg.model.in_channels}, model.input_size={cfg.model.input_size} "
+                    f"but {cfg.space} samples are {list(sample_shape)}; set them to match"
+                )
+            self.model = DiT(cfg.model).to(self.device)
+            # The EMA is a full (unsharded) copy, taken before FSDP shards the model; its update gathers.
+            self.ema = ratio_warmup_ema(self.model, cfg.ema_decay)
+            if cfg.fsdp:  # every rank built the same weights (same seed); fully_shard keeps its shard
+                self.ddp = wrap_fsdp(self.model, self.dist)
+            else:
+                self.ddp = wrap_ddp(self.model, self.dist)  # broadcasts rank 0's initial weights
+            self.encoder = self._load_encoder()
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay
         )
@@ -268,26 +290,38 @@ class Trainer:
                 repulsion=cfg.repulsion,
             )
             last = i == len(self.micro_batches) - 1
-            with contextlib.nullcontext() if last or not self.dist.distributed else self.ddp.no_sync():
-                (loss / len(self.micro_batches)).backward()  # DDP averages over ranks in the last one
+            with self._gradient_sync(last):
+                (loss / len(self.micro_batches)).backward()  # DDP/FSDP average over ranks in the last one
             total += loss.detach() / len(self.micro_batches)
         loss = total
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        grad_norm = full_tensor(grad_norm)  # a DTensor under FSDP
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * warmup_constant(self.step, cfg.warmup_steps)
         self.optimizer.step()
-        self.ema.update(self.model, self.step)
+        self.ema.update(self.model, self.step + 1)  # 1-based count of updates
         self.queue.push(*self.stream.next(cfg.push_per_step))
         self.step += 1
         return summarise(
             loss, grad_norm, self.optimizer.param_groups[0]["lr"], field_metrics, cfg.temperatures
         )
 
+    def _gradient_sync(self, last: bool):
+        """Context of a micro-batch's backward: gradients are averaged over ranks only in the last one."""
+        if last or not self.dist.distributed:
+            return contextlib.nullcontext()
+        if self.config.fsdp:
+            return _fsdp_no_sync(self.model)
+        return self.ddp.no_sync()
+
     # --- checkpoints -------------------------------------------------------------------------------------
     def save(self) -> None:
+        """Every rank calls it (FSDP gathers the shards); rank 0 writes."""
         run_dir = self.config.run_dir
-        weights = {f"ema.{k}": v for k, v in self.ema.model.state_dict().items()}
-        weights.update({f"model.{k}": v for k, v in self.model.state_dict().items()})
+        state = self.resume_state()  # full tensors
+        if not self.dist.is_main:
+            return
+        weights = {k: v for k, v in state[0].items() if k.startswith(("ema.", "model."))}
         atomic_save_weights(
             weights,
             run_dir / "model.safetensors",
@@ -299,28 +333,36 @@ class Trainer:
                 "encoder_path": self.config.encoder_path,
             },
         )
-        atomic_torch_save(
-            {
-                "step": self.step,
-                "model": self.model.state_dict(),
-                "ema": self.ema.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state(),
-                "stream": self.stream.state_dict(),
-                "queue": self.queue.state_dict(),
-            },
-            run_dir / "train_state.pt",
-        )
+        save_train_state(state, run_dir / STATE_FILE)
+
+    def resume_state(self) -> tuple[dict[str, Tensor], dict]:
+        """Everything an exact resume needs: named full tensors and JSON-able metadata (every rank calls
+        it: FSDP shards are gathered)."""
+        tensors = {f"model.{k}": v for k, v in full_state_dict(self.model).items()}
+        tensors.update({f"ema.{k}": v for k, v in self.ema.model.state_dict().items()})
+        tensors["generator"] = self.generator.get_state()
+        tensors.update({f"queue.{k}": v for k, v in self.queue.state_dict().items()})
+        stream = self.stream.state_dict()
+        tensors.update({"stream.order": stream["order"], "stream.generator": stream["generator"]})
+        optimizer, optimizer_meta = optimizer_tensors(full_optimizer_state(self.optimizer))
+        tensors.update(optimizer)  # keys optimizer.<param index>.<name>
+        meta = {"step": self.step, "stream_position": int(stream["position"]), "optimizer": optimizer_meta}
+        return tensors, meta
 
     def load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"].cpu())
-        self.stream.load_state_dict({k: v.cpu() for k, v in state["stream"].items()})
-        self.queue.load_state_dict({k: v.cpu() for k, v in state["queue"].items()})
-        self.step = int(state["step"])
+        tensors, meta = load_train_state(path)
+        groups: dict[str, dict[str, Tensor]] = {"model": {}, "ema": {}, "queue": {}, "stream": {}}
+        for name, value in tensors.items():
+            prefix, _, rest = name.partition(".")
+            if prefix in groups:
+                groups[prefix][rest] = value
+        load_full_state_dict(self.model, groups["model"])  # sharded again under FSDP
+        self.ema.model.load_state_dict(groups["ema"])
+        load_full_optimizer_state(self.optimizer, optimizer_state_dict(tensors, meta["optimizer"]))
+        self.generator.set_state(tensors["generator"])
+        self.stream.load_state_dict({**groups["stream"], "position": torch.tensor(meta["stream_position"])})
+        self.queue.load_state_dict(groups["queue"])
+        self.step = int(meta["step"])
 
     @torch.no_grad()
     def sample_grid(self, per_class: int = 8) -> Tensor:
@@ -348,6 +390,16 @@ def summarise(
     return out
 
 
+@contextlib.contextmanager
+def _fsdp_no_sync(model):
+    """FSDP2's counterpart of DDP's no_sync: keep unreduced gradients for the next micro-batch."""
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
+
+
 def train(config: TrainConfig, dist_info: DistInfo | None = None) -> Trainer:
     """Run (or resume) training to ``config.steps``; returns the trainer (its EMA model samples).
 
@@ -359,15 +411,17 @@ def train(config: TrainConfig, dist_info: DistInfo | None = None) -> Trainer:
         run_dir.mkdir(parents=True, exist_ok=True)
     info.barrier()
     trainer = Trainer(config, info)
-    state_path = run_dir / "train_state.pt"
+    state_path = run_dir / STATE_FILE
+    logger = MetricsLogger(run_dir / "metrics.jsonl")
     if config.resume and state_path.is_file():
         if config.shard_queues and info.distributed:
             raise ValueError("shard_queues=True runs do not resume yet (per-rank queues are not saved)")
         trainer.load(state_path)
-        if info.is_main:
+        if info.is_main:  # rows logged after the checkpoint will be logged again by this run
+            logger.truncate_after(trainer.step)
             print(f"resumed from {state_path} at step {trainer.step}")
     elif info.is_main:  # a fresh run starts a fresh log
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        logger.path.unlink(missing_ok=True)
     if info.is_main:
         (run_dir / "config.yaml").write_text(
             yaml.safe_dump(to_plain(dataclasses.asdict(config)), sort_keys=False)
@@ -379,23 +433,18 @@ def train(config: TrainConfig, dist_info: DistInfo | None = None) -> Trainer:
     for _ in tqdm(steps, desc="image-gen-train", mininterval=5.0, disable=not info.is_main):
         metrics = mean_metrics(trainer.train_step(), info)
         step = trainer.step
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            trainer.save()  # every rank (FSDP gathers shards); rank 0 writes
         if not info.is_main:
             continue
         if step % config.log_every == 0 or step == config.steps:
             rate = (step - start_step) / (time.time() - start)
-            append_metrics(
-                run_dir / "metrics.jsonl",
-                {
-                    "step": step,
-                    **metrics,
-                    "train/steps_per_sec": rate,
-                    "train/images_per_sec": rate * images_per_step,
-                },
+            logger.log(
+                {**metrics, "train/steps_per_sec": rate, "train/images_per_sec": rate * images_per_step},
+                step,
             )
         if step % config.sample_every == 0 or step == config.steps:
             save_grid(trainer.sample_grid(), run_dir / "samples" / f"step_{step:06d}.png", nrow=8)
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            trainer.save()
     return trainer
 
 
@@ -423,19 +472,10 @@ def load_generator(
     return model.to(device).eval(), metadata
 
 
-def main():
-    import hydra
-    from omegaconf import OmegaConf
+def main() -> None:
+    from image_gen.utils import run_hydra_entry_point
 
-    from image_gen.utils import register_base_config
-
-    register_base_config("train_base", TrainConfig)
-
-    @hydra.main(config_path="../configs/image_gen", config_name="smoke", version_base=None)
-    def run(cfg):
-        train(TrainConfig(**OmegaConf.to_container(cfg, resolve=True)))
-
-    run()
+    run_hydra_entry_point(TrainConfig, "train_base", "smoke", train)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ class EvaluatorTrainConfig:
     lr: float = 2e-3
     seed: int = 0
     device: str = "auto"
-    num_threads: int = 1
+    num_threads: int = 1  # set by main(), never by train_evaluator()
 
     def __post_init__(self):
         if isinstance(self.model, dict):
@@ -52,9 +52,16 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def train_evaluator(config: EvaluatorTrainConfig) -> EvalClassifier:
-    torch.set_num_threads(config.num_threads)
+    """Train, score on the test split and save; deterministic in config.seed (initial weights and dropout
+    draw from the global RNG, seeded on a fork so that the caller's RNG is left as it was)."""
     device = pick_device(config.device)
-    torch.manual_seed(config.seed)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(config.seed)
+        return _train_evaluator(config, device)
+
+
+def _train_evaluator(config: EvaluatorTrainConfig, device: torch.device) -> EvalClassifier:
     images, labels = load_pixels("train", config.data_root, config.limit_per_class)
     test_images, test_labels = load_pixels("test", config.data_root)
     model = EvalClassifier(config.model).to(device)
@@ -116,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
+    torch.set_num_threads(EvaluatorTrainConfig.num_threads)  # process-wide: the entry point's job
     train_evaluator(
         EvaluatorTrainConfig(
             out=args.out,

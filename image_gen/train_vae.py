@@ -33,13 +33,15 @@ def train_vae(
     device_name: str = "auto",
     config: VAEConfig | None = None,
 ) -> LatentVAE:
-    torch.set_num_threads(1)
     device = pick_device(device_name)
-    torch.manual_seed(seed)
     config = config or VAEConfig()
     images, _ = load_pixels("train", data_root, limit_per_class)
     test_images, _ = load_pixels("test", data_root, 100)
-    vae = LatentVAE(build_autoencoder(config), config).to(device)
+    # Initial weights draw from the global CPU RNG: seed it from ``seed`` on a fork, so the caller's RNG is
+    # left as it was (no global state in library code) and the same seed gives the same weights.
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)  # the CPU generator alone: networks start on CPU
+        vae = LatentVAE(build_autoencoder(config), config).to(device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
     start = time.time()
@@ -82,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit-per-class", type=int, default=None)
     parser.add_argument("--data-root", default=DEFAULT_ROOT)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--num-threads", type=int, default=1)
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.num_threads)  # process-wide: the entry point's job, not train_vae()'s
     train_vae(
         args.out,
         args.steps,

@@ -1,17 +1,18 @@
-"""Run-folder plumbing of the image_gen entry points: metrics.jsonl, atomic checkpoints, EMA, lr, grids."""
+"""Run-folder plumbing of the image_gen entry points: metrics.jsonl, atomic checkpoints and resume state,
+lr, grids."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from torch import Tensor, nn
+from torch import Tensor
 
-from drifting_policy.checkpoint import atomic_write
+from drifting_policy.checkpoint import atomic_write, flatten_optimizer, unflatten_optimizer
 from drifting_policy.schedules import lr_factor
 
 
@@ -42,36 +43,45 @@ def atomic_save_weights(tensors: dict[str, Tensor], path: Path, metadata: dict |
 
 
 def load_weights(path: Path) -> tuple[dict[str, Tensor], dict]:
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as handle:
         metadata = {k: json.loads(v) for k, v in (handle.metadata() or {}).items()}
     return load_file(str(path)), metadata
 
 
-def atomic_torch_save(obj, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+def save_train_state(state: tuple[dict[str, Tensor], dict], path: Path) -> None:
+    """Resume state (named tensors, JSON-able metadata) as one safetensors file, written atomically: no
+    pickle, so loading a checkpoint cannot run code."""
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state[0].items()}
+    metadata = {"resume_state": json.dumps(state[1])}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-class EMA(nn.Module):
-    """Exponential moving average of a model's parameters (buffers copied): ``ema.model`` samples."""
+def load_train_state(path: str | Path) -> tuple[dict[str, Tensor], dict]:
+    """(tensors on CPU, metadata) of a file written by :func:`save_train_state`."""
+    path = Path(path)
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if "resume_state" not in metadata:
+        raise ValueError(f"{path} is not a resume state (no 'resume_state' metadata); pass a "
+                         "train_state.safetensors written by save_train_state")
+    return load_file(str(path)), json.loads(metadata["resume_state"])
 
-    def __init__(self, model: nn.Module, decay: float):
-        super().__init__()
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"ema decay={decay}; expected a value in [0, 1)")
-        self.decay = decay
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
-    @torch.no_grad()
-    def update(self, model: nn.Module, step: int) -> None:
-        """Average with decay min(decay, (1 + step) / (10 + step)): early on the average must not be
-        dominated by the random initial weights (short runs sampled pure noise from a 0.99 EMA)."""
-        decay = min(self.decay, (1.0 + step) / (10.0 + step))
-        for ema_param, param in zip(self.model.parameters(), model.parameters(), strict=True):
-            ema_param.lerp_(param.detach(), 1.0 - decay)
-        for ema_buffer, buffer in zip(self.model.buffers(), model.buffers(), strict=True):
-            ema_buffer.copy_(buffer)
+def optimizer_tensors(state_dict: dict) -> tuple[dict[str, Tensor], dict]:
+    """An ``optimizer.state_dict()`` for :func:`save_train_state`: tensors named ``optimizer.<param
+    index>.<name>`` and the JSON rest (param groups, scalar entries), via the policy checkpoint's optimizer
+    flattening."""
+    tensors: dict[str, Tensor] = {}
+    meta = flatten_optimizer(state_dict, tensors)
+    return tensors, meta
+
+
+def optimizer_state_dict(tensors: dict[str, Tensor], meta: dict) -> dict:
+    """Inverse of :func:`optimizer_tensors`, for ``optimizer.load_state_dict`` (which moves each entry to its
+    parameter's device); ``tensors`` may hold other keys (only ``optimizer.*`` are read)."""
+    prefix = "optimizer."
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return unflatten_optimizer(meta, state)
 
 
 def warmup_constant(step: int, warmup_steps: int) -> float:
@@ -116,3 +126,20 @@ def register_base_config(name: str, cls) -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name=name, node=dataclass_defaults(cls))
+
+
+def run_hydra_entry_point(config_cls, base_name: str, default_config: str, train_fn) -> None:
+    """A console script's body: hydra config from ``configs/image_gen/<default_config>`` (over the dataclass's
+    defaults, stored as ``base_name``) → ``config_cls`` → set the process's torch threads → ``train_fn``."""
+    import hydra
+    from omegaconf import OmegaConf
+
+    register_base_config(base_name, config_cls)
+
+    @hydra.main(config_path="../configs/image_gen", config_name=default_config, version_base=None)
+    def run(cfg):
+        config = config_cls(**OmegaConf.to_container(cfg, resolve=True))
+        torch.set_num_threads(config.num_threads)  # process-wide: set here, never in the library
+        train_fn(config)
+
+    run()

@@ -1,15 +1,18 @@
 """Per-key affine normalisation to [-1, 1], as Diffusion Policy's LinearNormalizer in "limits" mode.
 
 Low-dim keys: per-dimension min/max over the data map to [-1, 1]; a dimension whose range is below
-RANGE_EPS is only shifted (to 0), never scaled up. Image keys (uint8 [0, 255]): a fixed map to [-1, 1],
+RANGE_EPS is only shifted (to 0), never scaled up. Dimensions named in ``identity_dims`` pass through
+unchanged (scale 1, offset 0), as Diffusion Policy leaves the 6-D rotation of absolute robomimic actions:
+they are unit-vector entries already. Image keys (uint8 [0, 255]): a fixed map to [-1, 1],
 ``x * 2 / 255 - 1``, whatever the data. The statistics are registered buffers, so they travel in the
 owning policy's ``state_dict`` (and its safetensors checkpoint); a fresh, unfitted Normalizer accepts
-such a state dict and recreates its keys.
+such a state dict and recreates its keys. Identity dimensions are stored as scale 1 and offset 0, so they
+need no extra buffers and old checkpoints load unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,8 +41,9 @@ class _KeyStats(nn.Module):
         return cls(zeros, zeros.clone(), zeros.clone(), zeros.clone())
 
 
-def _limits_stats(values: torch.Tensor) -> _KeyStats:
-    """Stats mapping each dimension of values [N, ...] from [min, max] to [-1, 1]."""
+def _limits_stats(values: torch.Tensor, identity: Sequence[int] = ()) -> _KeyStats:
+    """Stats mapping each dimension of values [N, ...] from [min, max] to [-1, 1], except the last-axis
+    indices in ``identity``, which map to themselves."""
     input_min, input_max = values.amin(dim=0), values.amax(dim=0)
     input_range = input_max - input_min
     constant = input_range < RANGE_EPS
@@ -47,6 +51,8 @@ def _limits_stats(values: torch.Tensor) -> _KeyStats:
     scale = torch.where(constant, torch.ones_like(scale), scale)
     offset = OUTPUT_MIN - scale * input_min
     offset = torch.where(constant, (OUTPUT_MAX + OUTPUT_MIN) / 2 - input_min, offset)
+    scale[..., list(identity)] = 1.0
+    offset[..., list(identity)] = 0.0
     return _KeyStats(scale, offset, input_min, input_max)
 
 
@@ -63,13 +69,21 @@ class Normalizer(nn.Module):
         super().__init__()
         self.params = nn.ModuleDict()
 
-    def fit(self, data: Mapping[str, np.ndarray | torch.Tensor],
-            image_keys: Iterable[str] = ()) -> Normalizer:
+    def fit(self, data: Mapping[str, np.ndarray | torch.Tensor], image_keys: Iterable[str] = (),
+            identity_dims: Mapping[str, Sequence[int]] | None = None) -> Normalizer:
         """Fit min/max statistics for every key of ``data`` ([N, ...] arrays, N >= 1).
 
         uint8 arrays in ``data`` and every name in ``image_keys`` (no data needed) get the fixed
-        image map. Refitting a key replaces its statistics. Returns self.
+        image map. ``identity_dims`` {key: last-axis indices} are left unnormalised (e.g. {"action":
+        range(3, 9)} for the 6-D rotation of absolute robomimic actions). Refitting a key replaces its
+        statistics. Returns self.
         """
+        identity_dims = dict(identity_dims or {})
+        for key, dims in identity_dims.items():
+            width = np.shape(data[key])[-1] if key in data and np.ndim(data[key]) > 1 else None
+            if key not in data or width is None or any(not 0 <= int(d) < width for d in dims):
+                raise ValueError(f"Normalizer.fit: identity_dims[{key!r}]={list(dims)} must index the last "
+                                 f"axis of a low-dim key of data (keys {sorted(data)}, last axis {width})")
         for key, values in data.items():
             tensor = torch.as_tensor(np.asarray(values) if not torch.is_tensor(values) else values)
             if tensor.dtype == torch.uint8:
@@ -81,7 +95,7 @@ class Normalizer(nn.Module):
             tensor = tensor.detach().to("cpu", torch.float64)  # float64: exact min/max, then float32 buffers
             if not torch.isfinite(tensor).all():
                 raise ValueError(f"Normalizer.fit: data[{key!r}] contains NaN/inf; clean the dataset first")
-            self._set(key, _limits_stats(tensor))
+            self._set(key, _limits_stats(tensor, [int(d) for d in identity_dims.get(key, ())]))
         for key in image_keys:
             self._set(key, _image_stats())
         return self

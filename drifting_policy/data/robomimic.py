@@ -8,7 +8,9 @@ Low-dim keys are float32 (``object`` [D_obj], ``robot0_eef_pos`` [3], ``robot0_e
 ``robot0_gripper_qpos`` [2]); camera keys (``*_image``) stay uint8 [H, W, 3]. Actions are the file's
 ``actions`` (7-D OSC_POSE delta) or, with ``abs_action=True``, ``actions_abs`` (or ``actions`` of a file whose
 env is absolute) converted to 10-D [position 3, rotation-6D 6, gripper 1] as Diffusion Policy does, so that a
-min/max normaliser never wraps an angle; ``action_10d_to_7d`` maps policy outputs back to env actions.
+min/max normaliser never wraps an angle (the rotation dims are left unnormalised:
+``normalizer_identity_dims``); ``action_10d_to_7d`` maps policy outputs back to env actions (the task
+configs ``*_state_abs`` name it as the runner's ``action_transform``).
 Windows come from ``SequenceSampler`` (Diffusion Policy's padding); the split is by demo.
 """
 
@@ -29,6 +31,7 @@ LOW_DIM_KEYS = ("object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_q
 KNOWN_DIMS = {"robot0_eef_pos": (3,), "robot0_eef_quat": (4,), "robot0_gripper_qpos": (2,)}
 OBJECT_DIMS = {"Lift": 10, "PickPlaceCan": 14, "NutAssemblySquare": 14, "ToolHang": 44}
 SPLITS = ("train", "val")
+ROTATION_6D_DIMS = tuple(range(3, 9))  # of a 10-D absolute action [position 3, rotation-6D 6, gripper 1]
 
 
 class RobomimicDatasetError(ValueError):
@@ -198,6 +201,12 @@ class RobomimicDataset(torch.utils.data.Dataset):
         if self.split != "train":
             raise ValueError("normalizer_data: fit the normaliser on the train split, not 'val'")
         return {key: value for key, value in self.arrays.items() if not is_image_key(key)}
+
+    @property
+    def normalizer_identity_dims(self) -> dict[str, tuple[int, ...]]:
+        """Dims Normalizer.fit leaves unnormalised: the 6-D rotation of absolute actions (as Diffusion Policy
+        does; its entries are unit-vector components already), nothing for delta actions."""
+        return {"action": ROTATION_6D_DIMS} if self.abs_action else {}
 
     def get_validation_dataset(self) -> RobomimicDataset:
         return RobomimicDataset(**self._kwargs, split="val")

@@ -13,6 +13,9 @@ world-frame target position [3], target orientation of the gripper site as an ax
 gripper. robosuite 1.5 silently ignores the old ``control_delta`` flag, so absolute mode sets
 ``input_type="absolute"`` and ``input_ref_frame="world"``.
 
+``render()`` (gymnasium's ``render_mode="rgb_array"``, used for evaluation videos) returns agentview at
+``render_size`` for any ``obs_type``; a low-dim env creates its offscreen GL context only when filmed.
+
 robosuite never ends an episode on success by itself; this wrapper truncates at the task horizon and,
 with ``terminate_on_success`` (default), terminates at the first success step, which gives the same score
 as Diffusion Policy's "max reward over the rollout".
@@ -119,6 +122,7 @@ class RobomimicEnvConfig:
     horizon: int | None = None  # None: the task's horizon (400 Lift/Can, 700 ToolHang)
     image_size: int = 84
     terminate_on_success: bool = True
+    render_size: int = 256  # render() (videos): agentview at this size, Diffusion Policy's video size
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -129,8 +133,9 @@ class RobomimicEnvConfig:
             raise ValueError(f"action_mode={self.action_mode!r}; expected 'delta' or 'absolute'")
         if self.horizon is not None and self.horizon <= 0:
             raise ValueError(f"horizon={self.horizon} must be positive (or None for the task default)")
-        if self.image_size <= 0:
-            raise ValueError(f"image_size={self.image_size} must be positive")
+        for name in ("image_size", "render_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be positive")
 
     @property
     def spec(self) -> TaskSpec:
@@ -207,14 +212,17 @@ class RobomimicEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
 
-    def __init__(self, config: RobomimicEnvConfig | None = None, **overrides: Any):
+    def __init__(self, config: RobomimicEnvConfig | None = None, render_mode: str | None = None,
+                 **overrides: Any):
         self.config = (
             dataclasses.replace(config, **overrides)
             if config is not None
             else RobomimicEnvConfig(**overrides)
         )
-        if self.config.obs_type == "image":
-            ensure_gl_backend()
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode={render_mode!r}; RobomimicEnv renders 'rgb_array' only (or None)")
+        if self.config.obs_type == "image" or render_mode == "rgb_array":
+            ensure_gl_backend()  # fails here, naming the missing packages, rather than at the first frame
         import robosuite
 
         self.env_args = make_env_args(self.config)
@@ -321,7 +329,22 @@ class RobomimicEnv(gym.Env):
         }
 
     def render(self) -> np.ndarray:
-        return self.render_cameras()["agentview_image"]
+        """agentview as upright uint8 [render_size, render_size, 3] (a video frame; any obs_type).
+
+        A low-dim env gets its offscreen render context here, on the first frame after each reset (robosuite
+        rebuilds the simulator at every reset), so envs that are never filmed never pay for one.
+        """
+        sim = self._env.sim
+        if sim._render_context_offscreen is None:
+            ensure_gl_backend()
+            from robosuite.utils.binding_utils import MjRenderContextOffscreen
+
+            context = MjRenderContextOffscreen(sim, device_id=-1)  # registers itself with sim
+            context.vopt.geomgroup[0] = 0  # collision meshes hidden, visual meshes shown, as robosuite does
+            context.vopt.geomgroup[1] = 1
+        size = self.config.render_size
+        return np.ascontiguousarray(sim.render(camera_name=CAMERAS["agentview_image"], width=size,
+                                               height=size)[::-1])
 
     def current_observation(self) -> dict[str, np.ndarray]:
         """Observation as a pure function of the simulator state.
@@ -382,10 +405,12 @@ class RobomimicEnv(gym.Env):
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (ACTION_DIM,):
             raise ValueError(f"action has shape {action.shape}; expected ({ACTION_DIM},) OSC_POSE + gripper")
-        _, reward, _, _ = self._env.step(action)
+        self._env.step(action)
         # mj_step leaves positions computed before its last integration; recompute them so that the
-        # observation is a function of get_state() (reset-to-state reproduces it exactly)
+        # observation is a function of get_state() (reset-to-state reproduces it exactly), and the reward
+        # from the same state as the success flag (robosuite's own reward, from before, can miss a success)
         self._env.sim.forward()
+        reward = self._env.reward(action)
         self._t += 1
         success = self.is_success()
         terminated = success and self.config.terminate_on_success

@@ -128,6 +128,27 @@ def test_abs_action_is_10d_and_round_trips(hdf5):
     assert np.all(np.abs(ds.arrays["action"][:, 3:9]) <= 1.0 + 1e-6)  # rotation rows are unit vectors
 
 
+def test_abs_action_rotation_dims_pass_the_normalizer_untouched(hdf5):
+    """Diffusion Policy's rotation-aware normalisation: position and gripper min/max to [-1, 1], the 6-D
+    rotation unchanged; normalise -> unnormalise is exact and survives a state_dict round trip."""
+    ds = RobomimicDataset(hdf5, abs_action=True, val_ratio=0.0)
+    assert ds.normalizer_identity_dims == {"action": (3, 4, 5, 6, 7, 8)}
+    assert RobomimicDataset(hdf5, val_ratio=0.0).normalizer_identity_dims == {}
+    normalizer = Normalizer().fit(ds.normalizer_data(), identity_dims=ds.normalizer_identity_dims)
+    actions = torch.from_numpy(ds.arrays["action"])  # [N, 10]
+    normed = normalizer.normalize("action", actions)
+    assert torch.equal(normed[:, 3:9], actions[:, 3:9])
+    assert normed[:, 0].min() == -1.0 and normed[:, 0].max() == 1.0  # position still min/max scaled
+    assert torch.equal(normalizer.unnormalize("action", normed)[:, 3:9], actions[:, 3:9])
+    torch.testing.assert_close(normalizer.unnormalize("action", normed), actions, rtol=0, atol=1e-4)
+    fresh = Normalizer()
+    fresh.load_state_dict(normalizer.state_dict())
+    assert sorted(normalizer.state_dict()) == sorted(Normalizer().fit(ds.normalizer_data()).state_dict())
+    assert torch.equal(fresh.normalize("action", actions), normed)
+    with pytest.raises(ValueError, match=r"identity_dims\['action'\]=\[10\]"):
+        Normalizer().fit(ds.normalizer_data(), identity_dims={"action": [10]})
+
+
 def test_action_conversion_batch_shapes():
     actions = np.random.default_rng(0).normal(size=(4, 16, 7)).astype(np.float32)
     ten = action_7d_to_10d(actions)

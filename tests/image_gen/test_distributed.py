@@ -14,6 +14,7 @@ from image_gen.distributed import DistInfo, init_distributed, mean_metrics, rank
 from image_gen.models.mae import MAE, MAEConfig
 from image_gen.train import Trainer, train
 from image_gen.train_mae import save_mae
+from image_gen.utils import load_train_state
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -88,16 +89,16 @@ def test_two_ranks_match_one_process_and_resume_on_one(tmp_path, fake_root, mae_
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
+    lines = [json.loads(x) for x in result.stdout.replace("}{", "}\n{").splitlines() if x.startswith("{")]
     assert sorted(x["rank"] for x in lines) == [0, 1] and lines[0]["checksum"] == lines[1]["checksum"]
     assert not (ddp_dir / "run" / "rank1").exists()
     metrics = (ddp_dir / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(metrics) == 2  # rank 0 alone logs
 
     single = train(tiny_config(str(tmp_path / "single"), str(fake_root), mae_path, steps=2, grad_accum=2))
-    ddp_state = torch.load(ddp_dir / "run" / "train_state.pt", weights_only=False)
+    ddp_tensors, _ = load_train_state(ddp_dir / "run" / "train_state.safetensors")
     for name, value in single.model.state_dict().items():
-        torch.testing.assert_close(ddp_state["model"][name], value, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ddp_tensors[f"model.{name}"], value, rtol=1e-5, atol=1e-6)
 
     # resume the 2-rank checkpoint in one process (grad_accum=2) and compare with 3 straight steps
     resumed = train(tiny_config(str(ddp_dir), str(fake_root), mae_path, steps=3, grad_accum=2))
@@ -105,3 +106,38 @@ def test_two_ranks_match_one_process_and_resume_on_one(tmp_path, fake_root, mae_
     assert resumed.step == 3
     for a, b in zip(resumed.model.parameters(), straight.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_fsdp_two_ranks_match_one_process_and_resume_sharded(tmp_path, fake_root, mae_path):
+    """fsdp=True: 2 gloo ranks == 1 process with 2 micro-batches (weights, EMA, AdamW state), and the
+    2-rank FSDP checkpoint resumes sharded on 2 ranks like 3 straight steps in one process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd.append(str(WORKER))
+    fsdp_dir = tmp_path / "fsdp"
+    for steps in ("2", "3"):  # the second run resumes the 2-rank checkpoint, re-sharding it
+        result = subprocess.run(
+            [*cmd, str(fsdp_dir), str(fake_root), mae_path, steps, "fsdp"],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        lines = [json.loads(x) for x in result.stdout.replace("}{", "}\n{").splitlines() if x.startswith("{")]
+        assert sorted(x["rank"] for x in lines) == [0, 1] and lines[0]["checksum"] == lines[1]["checksum"]
+        assert all(x["sharded"] for x in lines)  # the parameters really are FSDP shards
+        if steps == "2":
+            fsdp_tensors, meta = load_train_state(fsdp_dir / "run" / "train_state.safetensors")
+            assert meta["step"] == 2
+
+    single = train(tiny_config(str(tmp_path / "single"), str(fake_root), mae_path, steps=2, grad_accum=2))
+    single_tensors, single_meta = single.resume_state()
+    assert fsdp_tensors.keys() == single_tensors.keys()
+    for name, value in single_tensors.items():  # model, EMA, optimizer moments, queue, streams: full tensors
+        torch.testing.assert_close(fsdp_tensors[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    assert meta["optimizer"]["indices"] == single_meta["optimizer"]["indices"]
+
+    straight = train(tiny_config(str(tmp_path / "straight"), str(fake_root), mae_path, steps=3, grad_accum=2))
+    resumed, _ = load_train_state(fsdp_dir / "run" / "train_state.safetensors")
+    for name, value in straight.resume_state()[0].items():
+        if name.startswith(("model.", "ema.")):
+            torch.testing.assert_close(resumed[name], value, rtol=1e-5, atol=1e-6, msg=name)

@@ -4,12 +4,16 @@ import pytest
 
 from image_gen.dry_run import (
     IMAGENET_TRAIN_IMAGES,
+    EncoderSpec,
     RecipeConfig,
     count_parameters,
     dry_run,
+    encoder_cost,
+    mae_recipe_paths,
     main,
     recipe_paths,
 )
+from image_gen.mae_recipe import MAERecipe, mae_dry_run
 from image_gen.models.dit import DiTConfig
 
 EXPECTED = {  # file -> (size, N_c, N_pos, N_neg, N_unc, steps, lr)
@@ -86,6 +90,73 @@ def test_bad_recipe_names_field():
 def test_console_prints_every_recipe(capsys):
     main(["--all", "--gpus", "64"])
     out = capsys.readouterr().out
-    assert out.count("== ") == len(EXPECTED)
+    assert out.count("== ") == len(EXPECTED) + len(MAE_EXPECTED)
     assert "N_c=128 N_pos=64 N_neg=64 N_unc=32" in out  # L/2 latent
     assert "GPU-hours" in out and "64 GPUs" in out
+
+
+MAE_EXPECTED = {  # file -> (width, in_channels, steps, paper epochs, classifier fine-tune steps)
+    "imagenet_mae_w256_latent.yaml": (256, 4, 30_000, 192, 0),
+    "imagenet_mae_w640_latent.yaml": (640, 4, 200_000, 1280, 3000),
+    "imagenet_mae_w640_pixel.yaml": (640, 192, 200_000, 1280, 3000),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MAE_EXPECTED))
+def test_mae_recipes_dry_run_with_paper_schedule(name):
+    recipe = MAERecipe.from_yaml(next(p for p in mae_recipe_paths() if p.name == name))
+    width, channels, steps, epochs, finetune = MAE_EXPECTED[name]
+    assert (recipe.mae.width, recipe.mae.in_channels, recipe.steps, recipe.cls_finetune_steps) == (
+        width,
+        channels,
+        steps,
+        finetune,
+    )
+    assert (recipe.batch_size, recipe.lr, recipe.ema_decay) == (8192, 4e-3, 0.9995)
+    r = mae_dry_run(recipe, gpus=8, tflops=100.0)
+    assert r["epochs"] == pytest.approx(epochs, rel=0.01)
+    assert r["gpu_hours"] == pytest.approx(r["total_pflops"] * 1e15 / 100e12 / 3600)
+    with pytest.raises(ValueError, match="cls_lambda_ramp_steps"):
+        MAERecipe(name="x", cls_finetune_steps=10, cls_lambda_ramp_steps=100)
+
+
+def test_encoder_flops_are_counted_and_grow_with_width():
+    p256, f256 = encoder_cost(EncoderSpec(kind="mae", width=256))
+    p512, f512 = encoder_cost(EncoderSpec(kind="mae", width=512))
+    assert p512 == pytest.approx(4 * p256, rel=0.02) and f512 == pytest.approx(
+        4 * f256, rel=0.02
+    )  # ~ width^2
+    base = RecipeConfig(
+        name="a",
+        model=DiTConfig(size="DiT-T/2", input_size=8, in_channels=4),
+        n_classes=4,
+        n_pos=4,
+        n_neg=4,
+        n_unc=2,
+        steps=10,
+    )
+    spec = EncoderSpec(kind="mae", width=16, blocks=(1, 1), in_channels=4, input_size=8)
+    with_encoder = RecipeConfig(**{**base.__dict__, "feature_encoders": (spec,)})
+    a, b = dry_run(base, gpus=1), dry_run(with_encoder, gpus=1)
+    fwd = encoder_cost(spec)[1]
+    assert b["encoder_step_tflops"] * 1e12 == pytest.approx(fwd * (2 * 16 + 4 * 4 + 2))  # 2x generated + real
+    assert b["total_pflops"] > a["total_pflops"] and a["encoder_step_tflops"] == 0.0
+    with pytest.raises(ValueError, match="kind='dino'"):
+        EncoderSpec(kind="dino")
+
+
+def test_fsdp_divides_the_training_state_by_the_gpu_count():
+    l2 = RecipeConfig.from_yaml(next(p for p in recipe_paths() if p.name == "imagenet_l2_latent.yaml"))
+    b2 = RecipeConfig.from_yaml(next(p for p in recipe_paths() if p.name == "imagenet_b2_latent.yaml"))
+    assert l2.fsdp and not b2.fsdp
+    assert dry_run(l2, gpus=8)["train_state_gib_per_gpu"] == pytest.approx(
+        dry_run(l2, gpus=1)["train_state_gib_per_gpu"] / 8
+    )
+    assert dry_run(b2, gpus=8)["train_state_gib_per_gpu"] == dry_run(b2, gpus=1)["train_state_gib_per_gpu"]
+
+
+def test_pixel_recipes_use_convnext_features():
+    for name in ("imagenet_b16_pixel.yaml", "imagenet_l16_pixel.yaml"):
+        recipe = RecipeConfig.from_yaml(next(p for p in recipe_paths() if p.name == name))
+        assert [e.kind for e in recipe.feature_encoders] == ["mae", "convnext"]
+        assert recipe.feature_encoders[1].name == "convnextv2_base"

@@ -109,3 +109,55 @@ def test_latent_space_step_caches_latents_once(tmp_path, fake_root, mae_path):
     metrics = trainer.train_step()
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
     assert trainer.sample_grid(per_class=1).shape == (10, 1, 32, 32)  # decoded to pixels
+
+
+def test_resume_drops_metric_rows_logged_after_the_checkpoint(tmp_path, fake_root, mae_path):
+    """A run that crashed after logging step 3 but before checkpointing it resumes at step 2; the log must
+    not keep the stale step-3 row next to the one the resumed run writes."""
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    train(tiny_config(tmp_path, fake_root, mae_path, steps=2))
+    shutil.copy(run / "train_state.safetensors", tmp_path / "state_step2.safetensors")
+    train(tiny_config(tmp_path, fake_root, mae_path, steps=3))  # logs and checkpoints step 3
+    stale = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    shutil.copy(tmp_path / "state_step2.safetensors", run / "train_state.safetensors")  # the "crash"
+    train(tiny_config(tmp_path, fake_root, mae_path, steps=3))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2, 3]
+    assert rows[-1]["train/loss"] == stale["train/loss"]  # the same step 3, logged once
+
+
+def test_resume_state_is_safetensors_without_pickle(tmp_path, fake_root, mae_path):
+    from safetensors import safe_open
+
+    from image_gen.utils import load_train_state
+
+    train(tiny_config(tmp_path, fake_root, mae_path, steps=2))
+    run = tmp_path / "run"
+    assert not list(run.glob("*.pt"))
+    with safe_open(str(run / "train_state.safetensors"), framework="pt") as handle:
+        keys = set(handle.keys())
+    assert {"generator", "stream.order", "queue.class_items", "optimizer.0.exp_avg"} <= keys
+    _, meta = load_train_state(run / "train_state.safetensors")
+    assert meta["step"] == 2 and meta["optimizer"]["param_groups"][0]["betas"] == [0.9, 0.95]
+    with pytest.raises(ValueError, match="not a resume state"):
+        load_train_state(run / "model.safetensors")
+
+
+def test_trainer_leaves_global_torch_state_alone(tmp_path, fake_root, mae_path):
+    """No torch.manual_seed / set_num_threads in the library: the caller's RNG and thread count survive,
+    and the initial weights depend on config.seed only."""
+    threads = torch.get_num_threads()
+    torch.manual_seed(123)
+    rng = torch.get_rng_state()
+    first = Trainer(tiny_config(tmp_path, fake_root, mae_path, num_threads=threads + 1))
+    assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == threads
+    torch.manual_seed(456)
+    second = Trainer(tiny_config(tmp_path, fake_root, mae_path))
+    for a, b in zip(first.model.parameters(), second.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    other_seed = Trainer(tiny_config(tmp_path, fake_root, mae_path, seed=1))
+    pairs = zip(first.model.parameters(), other_seed.model.parameters(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in pairs)

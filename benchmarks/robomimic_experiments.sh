@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# robomimic state experiments (issue 5): Drifting-1 vs DDPM-100, MLP 3x512 (train=cpu), seed 0, evaluated on
+# the 50 test seeds (100000-100049) at each of the last 3 checkpoints; docs/parts/robomimic.md reports them.
+#   bash benchmarks/robomimic_experiments.sh lift      # train both policies on Lift (LIFT_STEPS), then evaluate
+#   bash benchmarks/robomimic_experiments.sh can       # the same on Can (CAN_STEPS)
+#   bash benchmarks/robomimic_experiments.sh lift-abs  # Lift with absolute 10-D actions (task=lift_state_abs)
+#   bash benchmarks/robomimic_experiments.sh bench     # batch-1 policy latency (drifting-bench) on Lift and Can
+#   bash benchmarks/robomimic_experiments.sh summary   # table: per-checkpoint and pooled (150 episodes) Wilson CIs
+# One process at a time (CPU is scarce and shared): each training, then each checkpoint's evaluation, in turn,
+# at nice 10 with one torch thread. Checkpoints every steps/10, so the last 3 are at 80%, 90% and 100%.
+# Runs go to runs/rm2_<task>[_abs]_<policy>, logs to runs/rm_logs/. REPO=<dir> runs the stages in another checkout.
+set -euo pipefail
+cd "${REPO:-$(dirname "$0")/..}"
+PY=${PY:-.venv/bin/python}
+LIFT_STEPS=${LIFT_STEPS:-1000}
+CAN_STEPS=${CAN_STEPS:-1500}         # what fit the session (2000 planned; DDPM-100 evaluation is slow here)
+LOGS=runs/rm_logs
+mkdir -p "$LOGS"
+
+train() {  # train <run_name> <steps> <overrides...>: no evaluation inside training
+  local name=$1 steps=$2; shift 2
+  local every=$((steps / 10))
+  nice -n 10 "$PY" -m drifting_policy.train "$@" seed=0 run_dir="runs/$name" train.max_steps="$steps" \
+    train.eval_every=null train.eval_at_end=false train.save_every="$every" train.checkpoint_every="$every" \
+    train.val_every=$((steps / 5)) train.progress=false >"$LOGS/$name.log" 2>&1
+}
+
+evaluate() {  # evaluate <run_name>...: the last 3 step_N checkpoints of each run, one process at a time,
+  # round-robin over the runs, newest first, so that an interrupted stage has the final checkpoint of every run
+  local rank name ckpt
+  for rank in 1 2 3; do
+    for name in "$@"; do
+      ckpt=$(ls "runs/$name/checkpoints/"step_*.safetensors | tail -n 3 | sort -r | sed -n "${rank}p")
+      [ -n "$ckpt" ] || continue
+      nice -n 10 "$PY" -m drifting_policy.eval "checkpoint=$ckpt" \
+        >"$LOGS/${name}_eval_$(basename "$ckpt" .safetensors).log" 2>&1
+    done
+  done
+}
+
+both() {  # both <task config> <steps>: train Drifting-1 and DDPM-100, then evaluate both
+  local task=$1 steps=$2
+  local run="rm2_${task%_state*}${task#*_state}"
+  for policy in drifting diffusion; do
+    train "${run}_$policy" "$steps" "task=$task" "policy=$policy"
+  done
+  evaluate "${run}_drifting" "${run}_diffusion"
+}
+
+case "${1:-}" in
+  lift) both lift_state "$LIFT_STEPS" ;;
+  can) both can_state "$CAN_STEPS" ;;
+  lift-abs) both lift_state_abs "$LIFT_STEPS" ;;
+  bench)  # batch-1 latency per chunk, one thread, MLP 3x512 (weights do not matter for latency)
+    for task in lift_state can_state; do
+      nice -n 10 "$PY" -m drifting_policy.bench "task=$task" default_threads=false | tail -n 1
+    done ;;
+  summary) "$PY" benchmarks/bench_robomimic.py summary runs/rm2_* ;;
+  *) echo "usage: $0 lift|can|lift-abs|bench|summary" >&2; exit 2 ;;
+esac
