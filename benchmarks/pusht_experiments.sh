@@ -11,6 +11,7 @@
 #                                                 # matched steps and matched samples seen
 #   bash benchmarks/pusht_experiments.sh seeds-unet  # the same three methods on the small UNet, seed 0
 #   bash benchmarks/pusht_experiments.sh seeds-eval [runs]  # DDPM-100, DDIM-10 (last 3 ckpts), DDIM-16 (all)
+#   bash benchmarks/pusht_experiments.sh long     # 10,000 steps, seed 0, three methods (then seeds-eval)
 # Runs go to runs/exp_*, logs to runs/exp_logs/. Each stage runs its trainings concurrently (<= 3 processes,
 # nice -n 5, one torch thread each: train/cpu.yaml) so that compared methods share the same machine load.
 set -euo pipefail
@@ -95,6 +96,13 @@ case "${1:-}" in
     export -f train; export PY LOGS
     xargs -d '\n' -P "${JOBS:-2}" -I{} bash -c '{}' <"$jobs_file"
     rm -f "$jobs_file" ;;
+  long)  # a longer budget, seed 0, the three methods at once (L8 steps; last 3 checkpoints = 60/80/100%)
+    L8=${L8:-10000}
+    train exp8long_mlp_drifting_s0 "$L8" policy=drifting &
+    train exp8long_mlp_regression_s0 "$L8" policy=regression &
+    EVAL=0 train exp8long_mlp_diffusion_s0 "$L8" policy=diffusion &
+    wait
+    "$0" seeds-eval runs/exp8long_mlp_diffusion_s0 ;;
   seeds-eval)  # [run dirs...] (default: every runs/exp8_*_diffusion_s*): DDPM-100 and DDIM-10 on the last 3
     # checkpoints, DDIM-16 on all 5 (the time-to-score curve of the diffusion weights)
     jobs_file=$(mktemp)
@@ -110,5 +118,5 @@ case "${1:-}" in
     rm -f "$jobs_file" ;;
   plot)
     "$PY" benchmarks/pusht_experiments.py ;;
-  *) echo "usage: $0 main|ddim|gsweep|g1|bench|demo-smoke|seeds|seeds-unet|seeds-eval|plot" >&2; exit 2 ;;
+  *) echo "usage: $0 main|ddim|gsweep|g1|bench|demo-smoke|seeds|seeds-unet|long|seeds-eval|plot" >&2; exit 2 ;;
 esac

@@ -23,7 +23,9 @@ METHODS = [("Drifting-1", "drifting", "", 1), ("DDPM-100", "diffusion", "", 100)
            ("Regression", "regression", "", 1)]
 BACKBONES = [("mlp", "MLP 3x512, matched steps (drifting 64 obs x G 8; others 256 obs per step)"),
              ("mlpb64", "MLP 3x512, matched samples seen (64 obs per step for every method)"),
-             ("unet", "ConditionalUnet1D 64/128/256, matched steps, one training seed")]
+             ("unet", "ConditionalUnet1D 64/128/256, matched steps, one training seed"),
+             ("long", "MLP 3x512, longer budget: 10,000 matched steps, one training seed")]
+RUN_PREFIX = {"mlp": "exp8_mlp", "mlpb64": "exp8_mlpb64", "unet": "exp8_unet", "long": "exp8long_mlp"}
 N_BOOT = 4000
 
 
@@ -31,8 +33,9 @@ def runs_of(backbone: str, policy: str) -> list[str]:
     """Run directories of one backbone/policy, in training-seed order."""
     if backbone == "mlpb64" and policy == "drifting":
         backbone = "mlp"  # drifting's own runs already see 64 observations per step
-    pattern = re.compile(rf"exp8_{backbone}_{policy}_s(\d+)$")
-    found = [(int(m.group(1)), p.name) for p in RUNS.glob(f"exp8_{backbone}_{policy}_s*")
+    prefix = RUN_PREFIX[backbone]
+    pattern = re.compile(rf"{prefix}_{policy}_s(\d+)$")
+    found = [(int(m.group(1)), p.name) for p in RUNS.glob(f"{prefix}_{policy}_s*")
              if (m := pattern.match(p.name))]
     return [name for _, name in sorted(found)]
 
@@ -164,8 +167,9 @@ def plot() -> list[Path]:
 
     FIGURES.mkdir(parents=True, exist_ok=True)
     written = []
-    fig, axes = plt.subplots(3, 2, figsize=(12, 12))
-    for row, backbone in enumerate(("mlp", "mlpb64", "unet")):
+    panels = [b for b in ("mlp", "mlpb64", "unet", "long") if any(curves(b, p, "") for _, p, _, _ in METHODS)]
+    fig, axes = plt.subplots(len(panels), 2, figsize=(12, 4 * len(panels)), squeeze=False)
+    for row, backbone in enumerate(panels):
         for i, (label, policy, tag, _) in enumerate(METHODS):
             if label == "DDPM-100":
                 continue  # evaluated at the last 3 checkpoints only; DDIM-16 is the curve of the same weights
