@@ -178,7 +178,7 @@ def plot() -> list[Path]:
                       "label": label if j == 0 else None}
                 axes[row, 0].plot(minutes, score, **kw)
                 axes[row, 1].plot(steps, score, **kw)
-        axes[row, 0].set_xlabel("training minutes (wall; 2 runs at a time on a shared 2-core CPU)")
+        axes[row, 0].set_xlabel("training minutes (wall; concurrent runs on a shared 2-core CPU)")
         axes[row, 1].set_xlabel("training steps")
         for ax in axes[row]:
             ax.set_ylabel("mean score, 50 test seeds")
