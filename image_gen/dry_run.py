@@ -37,6 +37,14 @@ import yaml
 from image_gen.models.dit import DiT, DiTConfig
 from image_gen.models.mae import MAE, MAEConfig
 
+
+def load_yaml_dataclass(cls, path: str | Path, what: str):
+    """``cls(**yaml)`` from a recipe file; a missing file names the path and ``what`` it should be."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: expected a {what}")
+    return cls(**yaml.safe_load(path.read_text()))
+
 IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 train
 DEFAULT_TFLOPS = 200.0  # assumed sustained bf16 TFLOP/s per GPU (see module docstring)
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "image_gen"
@@ -153,10 +161,7 @@ class RecipeConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RecipeConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"recipe {path} not found; see {CONFIG_DIR}/imagenet_*.yaml")
-        return cls(**yaml.safe_load(path.read_text()))
+        return load_yaml_dataclass(cls, path, f"recipe; see {CONFIG_DIR}/imagenet_*.yaml")
 
     @property
     def batch(self) -> int:

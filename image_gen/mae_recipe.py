@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 
-from image_gen.dry_run import DEFAULT_TFLOPS, IMAGENET_TRAIN_IMAGES
+from image_gen.dry_run import DEFAULT_TFLOPS, IMAGENET_TRAIN_IMAGES, load_yaml_dataclass
 from image_gen.models.mae import MAE, MAEConfig
 
 
@@ -51,10 +50,7 @@ class MAERecipe:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> MAERecipe:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"MAE recipe {path} not found; see configs/image_gen/imagenet_mae_*.yaml")
-        return cls(**yaml.safe_load(path.read_text()))
+        return load_yaml_dataclass(cls, path, "MAE recipe; see configs/image_gen/imagenet_mae_*.yaml")
 
 
 def mae_dry_run(recipe: MAERecipe, gpus: int = 64, tflops: float = DEFAULT_TFLOPS) -> dict[str, float]:

@@ -61,16 +61,14 @@ def test_b2_and_l2_parameter_counts_match_paper():
     assert l2 == pytest.approx(463e6, rel=0.03)
 
 
+def tiny_recipe() -> RecipeConfig:
+    """A DiT-T/2 recipe on 8x8x4 inputs, 4 classes: small enough to reason about its counts."""
+    return RecipeConfig(name="a", model=DiTConfig(size="DiT-T/2", input_size=8, in_channels=4), n_classes=4,
+                        n_pos=4, n_neg=4, n_unc=2, steps=10)
+
+
 def test_flops_scale_with_model_and_batch():
-    small = RecipeConfig(
-        name="a",
-        model=DiTConfig(size="DiT-T/2", input_size=8, in_channels=4),
-        n_classes=4,
-        n_pos=4,
-        n_neg=4,
-        n_unc=2,
-        steps=10,
-    )
+    small = tiny_recipe()
     double = RecipeConfig(name="b", model=small.model, n_classes=8, n_pos=4, n_neg=4, n_unc=2, steps=10)
     a, b = dry_run(small, gpus=1), dry_run(double, gpus=1)
     assert b["step_tflops"] == pytest.approx(2 * a["step_tflops"])
@@ -126,15 +124,7 @@ def test_encoder_flops_are_counted_and_grow_with_width():
     assert p512 == pytest.approx(4 * p256, rel=0.02) and f512 == pytest.approx(
         4 * f256, rel=0.02
     )  # ~ width^2
-    base = RecipeConfig(
-        name="a",
-        model=DiTConfig(size="DiT-T/2", input_size=8, in_channels=4),
-        n_classes=4,
-        n_pos=4,
-        n_neg=4,
-        n_unc=2,
-        steps=10,
-    )
+    base = tiny_recipe()
     spec = EncoderSpec(kind="mae", width=16, blocks=(1, 1), in_channels=4, input_size=8)
     with_encoder = RecipeConfig(**{**base.__dict__, "feature_encoders": (spec,)})
     a, b = dry_run(base, gpus=1), dry_run(with_encoder, gpus=1)
@@ -160,3 +150,11 @@ def test_pixel_recipes_use_convnext_features():
         recipe = RecipeConfig.from_yaml(next(p for p in recipe_paths() if p.name == name))
         assert [e.kind for e in recipe.feature_encoders] == ["mae", "convnext"]
         assert recipe.feature_encoders[1].name == "convnextv2_base"
+
+
+def test_missing_recipe_file_names_the_path_and_what_it_should_be(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(FileNotFoundError, match=r"nope\.yaml not found: expected a recipe"):
+        RecipeConfig.from_yaml(missing)
+    with pytest.raises(FileNotFoundError, match=r"nope\.yaml not found: expected a MAE recipe"):
+        MAERecipe.from_yaml(missing)
