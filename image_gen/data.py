@@ -102,6 +102,12 @@ def load_pixels(
     return to_pixels(images), torch.from_numpy(labels)
 
 
+def latent_cache_path(vae_path: str | Path, limit_per_class: int | None) -> Path:
+    """Where the generator and flow trainers cache the train split's latents for one VAE and image limit."""
+    suffix = f"_limit{limit_per_class}" if limit_per_class else ""
+    return Path(vae_path).with_name(f"latents_train{suffix}.pt")
+
+
 def cache_latents(vae, images: Tensor, path: str | Path, batch_size: int = 512) -> Tensor:
     """Encode ``images`` [N, C, H, W] once with ``vae.encode_mean`` and cache the result at ``path`` (.pt).
 

@@ -62,14 +62,9 @@ def generate_samples(
     Drifting or flow checkpoint (:func:`image_gen.flow.load_any_generator`); ``nfe``: Euler steps of a flow
     model (None: 1); a drifting generator samples in 1 NFE and refuses nfe > 1 (ValueError).
     """
-    from image_gen.flow import load_any_generator
+    from image_gen.flow import load_sampler_and_decoder
 
-    model, meta = load_any_generator(checkpoint, device, nfe)
-    vae = None
-    if meta.get("space") == "latent":
-        from image_gen.models.vae import load_vae
-
-        vae = load_vae(meta["vae_path"], device)
+    model, vae, meta = load_sampler_and_decoder(checkpoint, device, nfe)
     labels = balanced_labels(n_samples)
     generator = torch.Generator().manual_seed(seed)
     chunks = []

@@ -169,7 +169,7 @@ def load_flow(
     path: str | Path, device: torch.device | str = "cpu", use_ema: bool = True
 ) -> tuple[FlowDiT, dict]:
     """FlowDiT from an image-gen-train-flow model.safetensors; returns (model in eval mode, metadata)."""
-    from image_gen.utils import load_weights
+    from image_gen.utils import load_weights, with_prefix
 
     path = Path(path)
     if not path.is_file():
@@ -178,8 +178,7 @@ def load_flow(
     if metadata.get("model_kind") != MODEL_KIND:
         raise ValueError(f"{path} is not a flow checkpoint (model_kind={metadata.get('model_kind')!r})")
     model = FlowDiT(DiTConfig(**metadata["dit_config"]))
-    prefix = "ema." if use_ema else "model."
-    model.load_state_dict({k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)})
+    model.load_state_dict(with_prefix(weights, "ema." if use_ema else "model."))
     return model.to(device).eval(), metadata
 
 
@@ -191,9 +190,9 @@ def load_any_generator(
     nfe: Euler steps of a flow model (None: 1); a drifting generator is always 1 NFE and rejects nfe > 1.
     The loader of ``image-gen-eval`` and ``image-gen-sample``; both expose ``nfe`` and ``seconds`` (timings).
     """
-    from image_gen.utils import load_weights
+    from image_gen.utils import load_metadata
 
-    _, metadata = load_weights(Path(path)) if Path(path).is_file() else (None, {})
+    metadata = load_metadata(Path(path)) if Path(path).is_file() else {}  # the kind, without the tensors
     if metadata.get("model_kind") == MODEL_KIND:
         model, metadata = load_flow(path, device)
         return FlowSampler(model, nfe or 1), metadata
@@ -203,3 +202,17 @@ def load_any_generator(
 
     model, metadata = load_generator(path, device)
     return TimedGenerator(model), metadata
+
+
+def load_sampler_and_decoder(
+    path: str | Path, device: torch.device | str = "cpu", nfe: int | None = None
+) -> tuple[nn.Module, nn.Module | None, dict]:
+    """:func:`load_any_generator` plus the checkpoint's VAE when it generates latents (None in pixel space):
+    what ``image-gen-eval`` and ``image-gen-sample`` need to turn noise into pixels."""
+    sampler, metadata = load_any_generator(path, device, nfe)
+    vae = None
+    if metadata.get("space") == "latent":
+        from image_gen.models.vae import load_vae
+
+        vae = load_vae(metadata["vae_path"], device)
+    return sampler, vae, metadata

@@ -62,14 +62,9 @@ def sample_slice(
     args: argparse.Namespace, indices: range, device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
     """uint8 [n, H, W, C] samples and int64 labels [n] of ``indices``, in batches of ``args.batch_size``."""
-    from image_gen.flow import load_any_generator
+    from image_gen.flow import load_sampler_and_decoder
 
-    sampler, meta = load_any_generator(args.checkpoint, device, args.nfe)
-    vae = None
-    if meta.get("space") == "latent":
-        from image_gen.models.vae import load_vae
-
-        vae = load_vae(meta["vae_path"], device)
+    sampler, vae, _ = load_sampler_and_decoder(args.checkpoint, device, args.nfe)
     labels = torch.tensor([i % NUM_CLASSES for i in indices], dtype=torch.int64)  # [n]
     chunks = []
     for start in range(0, len(indices), args.batch_size):

@@ -67,6 +67,7 @@ from image_gen.utils import (
     save_grid,
     save_train_state,
     warmup_constant,
+    with_prefix,
 )
 
 SPACES = ("pixel", "latent")
@@ -219,10 +220,9 @@ class Trainer:
         images, labels = load_pixels("train", self.config.data_root, self.config.limit_per_class)
         if self.vae is None:
             return images, labels
-        from image_gen.data import cache_latents
+        from image_gen.data import cache_latents, latent_cache_path
 
-        suffix = f"_limit{self.config.limit_per_class}" if self.config.limit_per_class else ""
-        cache = Path(self.config.vae_path).with_name(f"latents_train{suffix}.pt")
+        cache = latent_cache_path(self.config.vae_path, self.config.limit_per_class)
         if not self.dist.is_main:  # rank 0 writes the cache, the others read it
             self.dist.barrier()
         latents = cache_latents(self.vae, images.to(self.device), cache).cpu()
@@ -467,8 +467,7 @@ def load_generator(
         raise FileNotFoundError(f"generator weights {path} not found; train with `image-gen-train` first")
     weights, metadata = load_weights(path)
     model = DiT(DiTConfig(**metadata["dit_config"]))
-    prefix = "ema." if use_ema else "model."
-    model.load_state_dict({k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)})
+    model.load_state_dict(with_prefix(weights, "ema." if use_ema else "model."))
     return model.to(device).eval(), metadata
 
 

@@ -24,11 +24,11 @@ from torch import Tensor
 from tqdm import tqdm
 
 from drifting_policy.ema import ratio_warmup_ema
-from image_gen.data import DEFAULT_ROOT, NUM_CLASSES, cache_latents, load_pixels
+from drifting_policy.trainer import MetricsLogger
+from image_gen.data import DEFAULT_ROOT, NUM_CLASSES, cache_latents, latent_cache_path, load_pixels
 from image_gen.flow import MODEL_KIND, FlowDiT, euler_sample, flow_loss
 from image_gen.models.dit import DiTConfig
 from image_gen.utils import (
-    append_metrics,
     atomic_save_weights,
     autocast,
     load_train_state,
@@ -38,6 +38,7 @@ from image_gen.utils import (
     save_grid,
     save_train_state,
     warmup_constant,
+    with_prefix,
 )
 
 STATE_FILE = "train_state.safetensors"  # the resume state, as image-gen-train writes it
@@ -123,8 +124,7 @@ class FlowTrainer:
         if self.vae is None:
             return images, labels
         # The same cache file image-gen-train writes for this VAE and limit: identical latents.
-        suffix = f"_limit{cfg.limit_per_class}" if cfg.limit_per_class else ""
-        cache = Path(cfg.vae_path).with_name(f"latents_train{suffix}.pt")
+        cache = latent_cache_path(cfg.vae_path, cfg.limit_per_class)
         return cache_latents(self.vae, images.to(self.device), cache).cpu(), labels
 
     def train_step(self) -> dict[str, float]:
@@ -145,12 +145,12 @@ class FlowTrainer:
 
     def save(self) -> None:
         run_dir, cfg = self.config.run_dir, self.config
-        weights = {f"ema.{k}": v for k, v in self.ema.model.state_dict().items()}
-        weights.update({f"model.{k}": v for k, v in self.model.state_dict().items()})
+        state = self.resume_state()
+        weights = {k: v for k, v in state[0].items() if k.startswith(("ema.", "model."))}
         meta = {"model_kind": MODEL_KIND, "dit_config": dataclasses.asdict(cfg.model), "step": self.step}
         meta.update({"space": cfg.space, "vae_path": cfg.vae_path, "label_drop": cfg.label_drop})
         atomic_save_weights(weights, run_dir / "model.safetensors", meta)
-        save_train_state(self.resume_state(), run_dir / STATE_FILE)
+        save_train_state(state, run_dir / STATE_FILE)
 
     def resume_state(self) -> tuple[dict[str, Tensor], dict]:
         """Everything an exact resume needs: named tensors and JSON-able metadata."""
@@ -164,7 +164,7 @@ class FlowTrainer:
     def load(self, path: Path) -> None:
         tensors, meta = load_train_state(path)
         for prefix, module in (("model.", self.model), ("ema.", self.ema.model)):
-            module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+            module.load_state_dict(with_prefix(tensors, prefix))
         self.optimizer.load_state_dict(optimizer_state_dict(tensors, meta["optimizer"]))
         self.generator.set_state(tensors["generator"])
         self.step = int(meta["step"])
@@ -188,11 +188,13 @@ def train_flow(config: FlowTrainConfig) -> FlowTrainer:
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = FlowTrainer(config)
     state_path = run_dir / STATE_FILE
+    logger = MetricsLogger(run_dir / "metrics.jsonl")
     if config.resume and state_path.is_file():
         trainer.load(state_path)
+        logger.truncate_after(trainer.step)  # rows logged after the checkpoint will be logged again
         print(f"resumed from {state_path} at step {trainer.step}")
     else:
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        logger.path.unlink(missing_ok=True)
     from image_gen.train import to_plain
 
     plain = yaml.safe_dump(to_plain(dataclasses.asdict(config)), sort_keys=False)
@@ -203,7 +205,7 @@ def train_flow(config: FlowTrainConfig) -> FlowTrainer:
         step = trainer.step
         if step % config.log_every == 0 or step == config.steps:
             rate = (step - start_step) / (time.time() - start)
-            append_metrics(run_dir / "metrics.jsonl", {"step": step, **metrics, "train/steps_per_sec": rate})
+            logger.log({**metrics, "train/steps_per_sec": rate}, step)
         if step % config.sample_every == 0 or step == config.steps:
             save_grid(trainer.sample_grid(), run_dir / "samples" / f"step_{step:06d}.png", nrow=8)
         if step % config.checkpoint_every == 0 or step == config.steps:

@@ -24,11 +24,11 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from drifting_policy.trainer import MetricsLogger
 from image_gen.data import DEFAULT_ROOT, load_pixels
 from image_gen.distributed import DistInfo, init_distributed, mean_metrics, split_groups, wrap_ddp
 from image_gen.models.mae import MAE, MAEConfig
 from image_gen.utils import (
-    append_metrics,
     atomic_save_weights,
     autocast,
     load_train_state,
@@ -38,6 +38,7 @@ from image_gen.utils import (
     pick_device,
     save_train_state,
     warmup_cosine,
+    with_prefix,
 )
 
 STATE_FILE = "train_state.safetensors"  # the resume state, as image-gen-train writes it
@@ -160,14 +161,15 @@ def train_mae(config: MAETrainConfig, dist_info: DistInfo | None = None) -> dict
         model.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=config.weight_decay
     )
     generator = torch.Generator().manual_seed(config.seed)
-    metrics_path, state_path = run_dir / "metrics.jsonl", run_dir / STATE_FILE
+    logger, state_path = MetricsLogger(run_dir / "metrics.jsonl"), run_dir / STATE_FILE
     first = 0
     if config.resume and state_path.is_file():
         first = load_mae_state(state_path, model, optimizer, generator)
-        if info.is_main:
+        if info.is_main:  # rows carry the 0-based index of their step: those after the checkpoint go
+            logger.truncate_after(first - 1)
             print(f"resumed from {state_path} at step {first}")
     elif info.is_main:
-        metrics_path.unlink(missing_ok=True)
+        logger.path.unlink(missing_ok=True)
     info.barrier()
     start = time.time()
     metrics = {"train/loss": float("nan")}  # a run resumed at its last step trains no more
@@ -182,9 +184,7 @@ def train_mae(config: MAETrainConfig, dist_info: DistInfo | None = None) -> dict
         if info.is_main and (step % config.log_every == 0 or step == config.steps - 1):
             rate = (step + 1 - first) / (time.time() - start)
             lr = optimizer.param_groups[0]["lr"]
-            append_metrics(
-                metrics_path, {"step": step, **metrics, "train/lr": lr, "train/steps_per_sec": rate}
-            )
+            logger.log({**metrics, "train/lr": lr, "train/steps_per_sec": rate}, step)
         done = step + 1
         if info.is_main and (done % config.checkpoint_every == 0 or done == config.steps):
             save_mae_state(state_path, done, model, optimizer, generator)
@@ -193,7 +193,7 @@ def train_mae(config: MAETrainConfig, dist_info: DistInfo | None = None) -> dict
         test_loss, _ = model.eval().loss(test_images.to(device), torch.Generator().manual_seed(10_000))
     result = {"train/loss": metrics["train/loss"], "val/masked_mse": test_loss.item(), "steps": config.steps}
     if info.is_main:
-        append_metrics(metrics_path, {"step": config.steps, **result})
+        logger.log(result, config.steps)
         save_mae(model.cpu(), run_dir / "mae.safetensors", {"result": result})
         print(f"MAE saved to {run_dir / 'mae.safetensors'}: {result}")
     info.barrier()
@@ -211,7 +211,7 @@ def save_mae_state(path: Path, step: int, model: MAE, optimizer, generator: torc
 def load_mae_state(path: Path, model: MAE, optimizer, generator: torch.Generator) -> int:
     """Restore model, optimizer and data/mask generator from ``path``; returns the step to continue at."""
     tensors, meta = load_train_state(path)
-    model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict(with_prefix(tensors, "model."))
     optimizer.load_state_dict(optimizer_state_dict(tensors, meta["optimizer"]))
     generator.set_state(tensors["generator"])
     return int(meta["step"])

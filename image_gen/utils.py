@@ -28,13 +28,6 @@ def autocast(device: torch.device, enabled: bool = True):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
-def append_metrics(path: Path, record: dict) -> None:
-    with open(path, "a") as handle:
-        handle.write(
-            json.dumps({k: float(v) if not isinstance(v, str) else v for k, v in record.items()}) + "\n"
-        )
-
-
 def atomic_save_weights(tensors: dict[str, Tensor], path: Path, metadata: dict | None = None) -> None:
     """safetensors file written to a temporary name first, so a crash never leaves half a checkpoint."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
@@ -42,10 +35,19 @@ def atomic_save_weights(tensors: dict[str, Tensor], path: Path, metadata: dict |
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=encoded))
 
 
-def load_weights(path: Path) -> tuple[dict[str, Tensor], dict]:
+def load_metadata(path: Path) -> dict:
+    """The JSON metadata of a safetensors file, without reading its tensors."""
     with safe_open(str(path), framework="pt") as handle:
-        metadata = {k: json.loads(v) for k, v in (handle.metadata() or {}).items()}
-    return load_file(str(path)), metadata
+        return {k: json.loads(v) for k, v in (handle.metadata() or {}).items()}
+
+
+def load_weights(path: Path) -> tuple[dict[str, Tensor], dict]:
+    return load_file(str(path)), load_metadata(path)
+
+
+def with_prefix(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The entries named ``<prefix><name>``, renamed ``<name>`` (one module's part of a combined file)."""
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def save_train_state(state: tuple[dict[str, Tensor], dict], path: Path) -> None:
@@ -79,9 +81,7 @@ def optimizer_tensors(state_dict: dict) -> tuple[dict[str, Tensor], dict]:
 def optimizer_state_dict(tensors: dict[str, Tensor], meta: dict) -> dict:
     """Inverse of :func:`optimizer_tensors`, for ``optimizer.load_state_dict`` (which moves each entry to its
     parameter's device); ``tensors`` may hold other keys (only ``optimizer.*`` are read)."""
-    prefix = "optimizer."
-    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    return unflatten_optimizer(meta, state)
+    return unflatten_optimizer(meta, with_prefix(tensors, "optimizer."))
 
 
 def warmup_constant(step: int, warmup_steps: int) -> float:
