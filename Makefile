@@ -44,18 +44,18 @@ imagegen-smoke: $(STAMP) system-deps
 	$(VENV)/bin/image-gen-train-mae --config-name mae_smoke
 	$(VENV)/bin/image-gen-train --config-name smoke
 	test -f runs/evaluator_smoke/evaluator.safetensors || $(VENV)/bin/image-gen-train-evaluator \
-		--out runs/evaluator_smoke/evaluator.safetensors --epochs 1 --limit-per-class 500
+		run_name=evaluator_smoke epochs=1 limit_per_class=500
 	$(VENV)/bin/image-gen-eval --checkpoint runs/imagegen_smoke/model.safetensors \
 		--evaluator runs/evaluator_smoke/evaluator.safetensors --n-samples 500 --alpha 1.5
 
 # The same chain with the MAE and the generator each trained by two CPU processes (torchrun, gloo).
 imagegen-ddp-smoke: $(STAMP) system-deps
-	OMP_NUM_THREADS=1 $(VENV)/bin/torchrun --standalone --nproc_per_node 2 -m image_gen.train_mae \
+	OMP_NUM_THREADS=1 $(VENV)/bin/torchrun --standalone --nproc_per_node 2 -m image_gen.train \
 		--config-name mae_smoke run_name=mae_ddp_smoke
 	OMP_NUM_THREADS=1 $(VENV)/bin/torchrun --standalone --nproc_per_node 2 -m image_gen.train \
 		--config-name smoke run_name=imagegen_ddp_smoke encoder_path=runs/mae_ddp_smoke/mae.safetensors
 	test -f runs/evaluator_smoke/evaluator.safetensors || $(VENV)/bin/image-gen-train-evaluator \
-		--out runs/evaluator_smoke/evaluator.safetensors --epochs 1 --limit-per-class 500
+		run_name=evaluator_smoke epochs=1 limit_per_class=500
 	$(VENV)/bin/image-gen-eval --checkpoint runs/imagegen_ddp_smoke/model.safetensors \
 		--evaluator runs/evaluator_smoke/evaluator.safetensors --n-samples 500 --alpha 1.5
 

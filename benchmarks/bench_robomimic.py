@@ -8,7 +8,8 @@ and the summary of policy evaluations (last-checkpoint averages).
     .venv/bin/python benchmarks/bench_robomimic.py summary runs/rm2_*      (after drifting-eval of the last 3)
 
 ``expert`` runs episodes without writing anything; ``collect`` writes the robomimic hdf5 dataset through
-``envs.robomimic.collect`` and reports its success rate and wall time. Prints one JSON line per benchmark.
+``drifting_policy.collect.robomimic`` and reports its success rate and wall time.
+Prints one JSON line per benchmark.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ import time
 
 import numpy as np
 
-from envs.robomimic.collect import EXPERT_STREAM, RobomimicCollectConfig, collect_robomimic, record_episode
+from drifting_policy.collect.robomimic import (
+    EXPERT_STREAM,
+    RobomimicCollectConfig,
+    collect_robomimic,
+    record_episode,
+)
 from envs.robomimic.env import TASKS, RobomimicEnv, RobomimicEnvConfig
 from envs.robomimic.experts import EXPERT_VERSION, make_expert
 
@@ -99,7 +105,7 @@ def summarize_runs(run_dirs: list[str], last: int = 3) -> dict:
     <run>/eval/step_*.json) with 95% Wilson intervals, their mean, and the pooled episodes' interval."""
     from pathlib import Path
 
-    from drifting_policy.runner import wilson_interval
+    from drifting_policy.common.stats import wilson_interval
 
     out = {}
     for run in run_dirs:

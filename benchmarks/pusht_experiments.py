@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drifting_policy.runner import bootstrap_mean_ci
+from drifting_policy.common.stats import bootstrap_mean_ci
 
 RUNS = Path("runs")
 FIGURES = Path("docs/figures")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Push-T state comparison experiments (issues 4 and 8): reproduces every run in docs/results.md.
+# Push-T state comparison experiments (issues 4 and 8): reproduces every Push-T run in docs/experiments/pusht.md.
 #   bash benchmarks/pusht_experiments.sh main     # Drifting-1 / DDPM-100 / Regression, MLP 3x512, matched steps
 #   bash benchmarks/pusht_experiments.sh ddim     # DDPM-100 (last 3 ckpts), DDIM-10/16 (all) of the diffusion run
 #   bash benchmarks/pusht_experiments.sh gsweep   # G in {2,4,8,16} + group_mode=mixed, 512 generated chunks/step
@@ -28,7 +28,7 @@ train() {  # [EVAL=0] [SEED=s] train <run_name> <steps> <overrides...>; EVAL=0: 
   local evals="train.eval_every=$every"
   [ "${EVAL:-1}" = 0 ] && evals="train.eval_every=$((100 * steps)) train.eval_at_end=false"
   # shellcheck disable=SC2086
-  nice -n 5 "$PY" -m drifting_policy.train task=pusht_state "$@" seed="${SEED:-0}" run_dir="runs/$name" \
+  nice -n 5 "$PY" -m drifting_policy.training.train task=pusht_state "$@" seed="${SEED:-0}" run_dir="runs/$name" \
     train.max_steps="$steps" $evals train.save_every="$every" \
     train.checkpoint_every="$every" train.val_every="$every" train.progress=false \
     >"$LOGS/$name.log" 2>&1
@@ -44,16 +44,16 @@ case "${1:-}" in
     wait ;;
   ddim)  # DDPM-100 on the last 3 checkpoints, DDIM-10/16 on all 5 (time-to-score curve) from the same weights
     for ckpt in $(ls runs/exp_main_diffusion/checkpoints/step_* | tail -n 3); do  # one process per checkpoint
-      nice -n 5 "$PY" -m drifting_policy.eval "checkpoint=$ckpt" \
+      nice -n 5 "$PY" -m drifting_policy.evaluation.eval "checkpoint=$ckpt" \
         >"$LOGS/exp_main_diffusion_ddpm100_$(basename "$ckpt" .safetensors).log" 2>&1 &
     done
     for k in 10 16; do
-      nice -n 5 "$PY" -m drifting_policy.eval "checkpoint=runs/exp_main_diffusion/checkpoints/step_*" \
+      nice -n 5 "$PY" -m drifting_policy.evaluation.eval "checkpoint=runs/exp_main_diffusion/checkpoints/step_*" \
         sampler=ddim num_inference_steps=$k >"$LOGS/exp_main_diffusion_ddim$k.log" 2>&1 &
     done
     wait ;;
   gsweep)  # starts each run when fewer than 3 of this script's trainings are running
-    slot() { while [ "$(pgrep -fc 'drifting_policy.train .*run_dir=runs/exp_')" -ge 3 ]; do sleep 20; done; }
+    slot() { while [ "$(pgrep -fc 'drifting_policy.training.train .*run_dir=runs/exp_')" -ge 3 ]; do sleep 20; done; }
     slot; train exp_g8 "$GSTEPS" policy=drifting policy.samples_per_obs=8 train.batch_size=64 & sleep 30
     slot; train exp_mixed_g8 "$GSTEPS" policy=drifting policy.samples_per_obs=8 train.batch_size=64 \
       policy.group_mode=mixed & sleep 30
@@ -62,12 +62,12 @@ case "${1:-}" in
     slot; train exp_g4 "$GSTEPS" policy=drifting policy.samples_per_obs=4 train.batch_size=128 &
     wait ;;
   g1)
-    nice -n 5 "$PY" -m drifting_policy.train task=pusht_state policy=drifting policy.samples_per_obs=1 \
+    nice -n 5 "$PY" -m drifting_policy.training.train task=pusht_state policy=drifting policy.samples_per_obs=1 \
       train.batch_size=512 run_dir=runs/exp_g1 train.max_steps=10 2>&1 | tail -5 ;;
   bench)
-    nice -n 5 "$PY" -m drifting_policy.bench default_threads=false 2>&1 | tee "$LOGS/bench.log" ;;
+    nice -n 5 "$PY" -m drifting_policy.evaluation.bench default_threads=false 2>&1 | tee "$LOGS/bench.log" ;;
   demo-smoke)  # drifting-demo end to end at a smoke budget (the full `make demo` budget: no options)
-    /usr/bin/time -f "WALL %e s USER %U s SYS %S s" nice -n 5 "$PY" -m drifting_policy.demo --episodes 10 \
+    /usr/bin/time -f "WALL %e s USER %U s SYS %S s" nice -n 5 "$PY" -m drifting_policy.evaluation.demo --episodes 10 \
       --data runs/exp_demo_smoke/pusht_10.zarr --out runs/exp_demo_smoke --steps 100 --n-seeds 5 "${@:2}" \
       2>&1 | tee "$LOGS/demo_smoke.log" ;;
   seeds)  # issue 8's protocol; at most JOBS trainings at once (default 2: the machine has 2 cores)
@@ -108,7 +108,7 @@ case "${1:-}" in
     jobs_file=$(mktemp)
     runs=("${@:2}"); [ ${#runs[@]} -eq 0 ] && runs=(runs/exp8_*_diffusion_s*)
     for run in "${runs[@]}"; do
-      ev="nice -n 5 $PY -m drifting_policy.eval 'checkpoint=$run/checkpoints/step_*'"
+      ev="nice -n 5 $PY -m drifting_policy.evaluation.eval 'checkpoint=$run/checkpoints/step_*'"
       log="$LOGS/$(basename "$run")"
       echo "$ev last=3 >${log}_ddpm100.log 2>&1" >>"$jobs_file"
       echo "$ev last=3 sampler=ddim num_inference_steps=10 >${log}_ddim10.log 2>&1" >>"$jobs_file"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # robomimic state experiments (issue 5): Drifting-1 vs DDPM-100, MLP 3x512 (train=cpu), seed 0, evaluated on
-# the 50 test seeds (100000-100049) at each of the last 3 checkpoints; docs/parts/robomimic.md reports them.
+# the 50 test seeds (100000-100049) at each of the last 3 checkpoints; docs/experiments/robomimic.md reports them.
 #   bash benchmarks/robomimic_experiments.sh lift      # train both policies on Lift (LIFT_STEPS), then evaluate
 #   bash benchmarks/robomimic_experiments.sh can       # the same on Can (CAN_STEPS)
 #   bash benchmarks/robomimic_experiments.sh lift-abs  # Lift with absolute 10-D actions (task=lift_state_abs)
@@ -20,7 +20,7 @@ mkdir -p "$LOGS"
 train() {  # train <run_name> <steps> <overrides...>: no evaluation inside training
   local name=$1 steps=$2; shift 2
   local every=$((steps / 10))
-  nice -n 10 "$PY" -m drifting_policy.train "$@" seed=0 run_dir="runs/$name" train.max_steps="$steps" \
+  nice -n 10 "$PY" -m drifting_policy.training.train "$@" seed=0 run_dir="runs/$name" train.max_steps="$steps" \
     train.eval_every=null train.eval_at_end=false train.save_every="$every" train.checkpoint_every="$every" \
     train.val_every=$((steps / 5)) train.progress=false >"$LOGS/$name.log" 2>&1
 }
@@ -32,7 +32,7 @@ evaluate() {  # evaluate <run_name>...: the last 3 step_N checkpoints of each ru
     for name in "$@"; do
       ckpt=$(ls "runs/$name/checkpoints/"step_*.safetensors | tail -n 3 | sort -r | sed -n "${rank}p")
       [ -n "$ckpt" ] || continue
-      nice -n 10 "$PY" -m drifting_policy.eval "checkpoint=$ckpt" \
+      nice -n 10 "$PY" -m drifting_policy.evaluation.eval "checkpoint=$ckpt" \
         >"$LOGS/${name}_eval_$(basename "$ckpt" .safetensors).log" 2>&1
     done
   done
@@ -53,7 +53,7 @@ case "${1:-}" in
   lift-abs) both lift_state_abs "$LIFT_STEPS" ;;
   bench)  # batch-1 latency per chunk, one thread, MLP 3x512 (weights do not matter for latency)
     for task in lift_state can_state; do
-      nice -n 10 "$PY" -m drifting_policy.bench "task=$task" default_threads=false | tail -n 1
+      nice -n 10 "$PY" -m drifting_policy.evaluation.bench "task=$task" default_threads=false | tail -n 1
     done ;;
   summary) "$PY" benchmarks/bench_robomimic.py summary runs/rm2_* ;;
   *) echo "usage: $0 lift|can|lift-abs|bench|summary" >&2; exit 2 ;;

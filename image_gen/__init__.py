@@ -1,5 +1,10 @@
 """One-step class-conditional image generation by feature-space drifting (Fashion-MNIST, pixel and latent).
 
-models/ (dit.py generator, mae.py drift encoder, vae.py latent space, classifier.py evaluator), data.py,
-queue.py, features.py, and the entry points train_mae, train, train_vae, train_evaluator, evaluate, sample.
+Library: models/ (networks and their weight files), data/ (Fashion-MNIST, latent caches, sample queue,
+ImageNet), objectives/ (drifting, flow, mae, vae, evaluator: what a training run optimises), training/ (the
+one trainer, its config, resume state and hydra plumbing), evaluation/ (metrics, scoring, .npz samples),
+recipes/ (ImageNet dry runs), sampling (generators loaded from their files), distributed, runtime (devices),
+run_folder (the files of a run).
+Entry points (console scripts; no module imports them): train (image-gen-train and its -flow, -mae, -vae and
+-evaluator aliases), evaluate, sample, dry_run, cache_latents; profile_step (python -m).
 """

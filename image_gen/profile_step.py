@@ -3,14 +3,14 @@
     python -m image_gen.profile_step --config-name smoke --steps 10
     python -m image_gen.profile_step --config-name fmnist_latent --steps 10 limit_per_class=1000 n_pos=8
 
-Runs ``Trainer.train_step`` unchanged and times its parts by wrapping them (measurement only, nothing in the
-trainer changes): the generator's forward (a forward hook), ``Trainer.features`` (encoder forward on
-generated, positive and unconditional samples; in latent space including the VAE decoder), the drift field +
-loss (``feature_drift_loss``), backward split at the moment the gradient reaches the generator's output
-(before: through the field targets, encoder and decoder; after: through the generator), and the optimizer
-step.
-"rest" is everything else (sampling, queue, EMA, clip). Both CPU time (``time.process_time``, what one
-thread used) and wall time are reported, averaged over ``--steps`` after ``--warmup`` untimed steps.
+Runs ``Trainer.train_step`` of the drifting objective unchanged and times its parts by wrapping them
+(measurement only, nothing in the trainer changes): the generator's forward (a forward hook),
+``DriftingObjective.features`` (encoder forward on generated, positive and unconditional samples; in latent
+space including the VAE decoder), the drift field + loss (``feature_drift_loss``), backward split at the
+moment the gradient reaches the generator's output (before: through the field targets, encoder and decoder;
+after: through the generator), and the optimizer step. "rest" is everything else (sampling, queue, EMA,
+clip). Both CPU time (``time.process_time``, what one thread used) and wall time are reported, averaged over
+``--steps`` after ``--warmup`` untimed steps.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import contextlib
 import json
 import time
 from collections import defaultdict
-from pathlib import Path
 
-import image_gen.train as train_module
+import image_gen.objectives.drifting as drifting_module
+from drifting_policy.common.entry import report_user_errors, set_threads
+from image_gen.training.hydra_config import compose_train_config
+from image_gen.training.trainer import Trainer
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "image_gen"
 PARTS = ("generator_fwd", "features_fwd", "field", "backward_features", "backward_generator", "optimizer")
 
 
@@ -55,8 +56,9 @@ class Clock:
 
 def instrument(trainer, clock: Clock) -> None:
     """Wrap the trainer's parts so that every call lands in ``clock`` (this process only)."""
-    features, step = trainer.features, trainer.optimizer.step
-    field = train_module.feature_drift_loss
+    objective = trainer.objective
+    features, step = objective.features, trainer.optimizer.step
+    field = drifting_module.feature_drift_loss
 
     def timed_features(x):
         with clock.span("features_fwd"):
@@ -82,20 +84,20 @@ def instrument(trainer, clock: Clock) -> None:
         with clock.span("optimizer"):
             return step(*args, **kwargs)
 
-    trainer.features = timed_features
+    objective.features = timed_features
     trainer.optimizer.step = timed_step
-    train_module.feature_drift_loss = timed_field
+    drifting_module.feature_drift_loss = timed_field
     trainer.model.register_forward_pre_hook(lambda module, inputs: clock.start("generator_fwd"))
     trainer.model.register_forward_hook(output_hook)
 
 
 def profile(config, steps: int, warmup: int) -> dict:
     """Per-step CPU seconds and CPU shares of each part (see the module docstring), plus step wall time."""
-    trainer = train_module.Trainer(config)
+    trainer = Trainer(config)
     for _ in range(warmup):
         trainer.train_step()
     clock = Clock()
-    field = train_module.feature_drift_loss
+    field = drifting_module.feature_drift_loss
     instrument(trainer, clock)
     try:
         total_cpu, total_wall = time.process_time(), time.perf_counter()
@@ -103,7 +105,7 @@ def profile(config, steps: int, warmup: int) -> dict:
             trainer.train_step()
         total_cpu, total_wall = time.process_time() - total_cpu, time.perf_counter() - total_wall
     finally:
-        train_module.feature_drift_loss = field  # the module-level wrapper must not outlive the profile
+        drifting_module.feature_drift_loss = field  # the module-level wrapper must not outlive the profile
     out = {"steps": steps, "step_cpu_s": total_cpu / steps, "step_wall_s": total_wall / steps}
     for part in PARTS:
         out[f"{part}_cpu_s"] = clock.cpu[part] / steps
@@ -112,13 +114,8 @@ def profile(config, steps: int, warmup: int) -> dict:
     return out
 
 
+@report_user_errors
 def main(argv: list[str] | None = None) -> None:
-    import torch
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from image_gen.utils import register_base_config
-
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -127,13 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("overrides", nargs="*", help="hydra overrides, e.g. n_pos=8")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    register_base_config("train_base", train_module.TrainConfig)
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        cfg = compose(config_name=args.config_name, overrides=[*args.overrides, "resume=false"])
-    container = OmegaConf.to_container(cfg, resolve=True)
-    container.pop("hydra", None)
-    config = train_module.TrainConfig(**container)
+    set_threads(1)
+    config = compose_train_config(args.config_name, [*args.overrides, "resume=false"])
+    if config.objective != "drifting":
+        parser.error(f"--config-name {args.config_name} trains objective={config.objective!r}; the profile "
+                     "times the drifting step (pick a drifting config)")
     print(json.dumps({"config": args.config_name, **profile(config, args.steps, args.warmup)}))
 
 

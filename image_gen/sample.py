@@ -17,86 +17,17 @@ Works for drifting (1 NFE) and flow checkpoints (``--nfe`` Euler steps).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import numpy as np
 import torch
-from torch import Tensor
 
-from image_gen.data import NUM_CLASSES
-from image_gen.distributed import DistInfo, cleanup, init_distributed
-from image_gen.evaluate import EVAL_SEED, generate_samples
-from image_gen.utils import pick_device, save_grid
-
-
-def rank_slice(n: int, info: DistInfo) -> range:
-    """Contiguous, disjoint slice of range(n) for this rank; together the ranks cover it once."""
-    start = n * info.rank // info.world_size
-    return range(start, n * (info.rank + 1) // info.world_size)
-
-
-def per_sample_noise(config, indices: range, seed: int) -> tuple[Tensor, Tensor]:
-    """Noise [n, C, H, W] and style indices [n, S], sample i from its own generator seeded seed + i."""
-    noise, style = [], []
-    for i in indices:
-        generator = torch.Generator().manual_seed(seed + i)
-        noise.append(
-            torch.randn(config.in_channels, config.input_size, config.input_size, generator=generator)
-        )
-        style.append(
-            torch.randint(config.style_codebook_size, (config.num_style_tokens,), generator=generator)
-        )
-    return torch.stack(noise), torch.stack(style)
-
-
-def to_uint8_nhwc(images: Tensor, rgb: bool) -> np.ndarray:
-    """[-1, 1] images [n, C, H, W] -> uint8 [n, H, W, C] (C -> 3 when rgb and C == 1)."""
-    pixels = images.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)  # [n, C, H, W]
-    if rgb and pixels.shape[1] == 1:
-        pixels = pixels.expand(-1, 3, -1, -1)
-    return pixels.permute(0, 2, 3, 1).contiguous().numpy()
-
-
-@torch.no_grad()
-def sample_slice(
-    args: argparse.Namespace, indices: range, device: torch.device
-) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 [n, H, W, C] samples and int64 labels [n] of ``indices``, in batches of ``args.batch_size``."""
-    from image_gen.flow import load_sampler_and_decoder
-
-    sampler, vae, _ = load_sampler_and_decoder(args.checkpoint, device, args.nfe)
-    labels = torch.tensor([i % NUM_CLASSES for i in indices], dtype=torch.int64)  # [n]
-    chunks = []
-    for start in range(0, len(indices), args.batch_size):
-        part = indices[start : start + args.batch_size]
-        noise, style = per_sample_noise(sampler.config, part, args.seed)
-        rows = labels[start : start + len(part)].to(device)
-        x = sampler.from_noise(noise.to(device), style.to(device), rows, args.alpha)
-        chunks.append(to_uint8_nhwc((x if vae is None else vae.decode(x)).cpu(), args.rgb))
-    empty = np.zeros((0, 1, 1, 1), np.uint8)
-    return (np.concatenate(chunks) if chunks else empty), labels.numpy()
-
-
-def write_npz(args: argparse.Namespace, info: DistInfo) -> None:
-    """Each rank samples its slice to ``<npz>.rank<r>.npz``; rank 0 merges them into ``args.npz``."""
-    out = Path(args.npz)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    device = info.device if args.device == "auto" else pick_device(args.device)
-    images, labels = sample_slice(args, rank_slice(args.n_samples, info), device)
-    part = out.with_name(f"{out.stem}.rank{info.rank}.npz")
-    np.savez(part, arr_0=images, arr_1=labels)
-    info.barrier()
-    if info.is_main:
-        parts = [out.with_name(f"{out.stem}.rank{r}.npz") for r in range(info.world_size)]
-        loaded = [np.load(p) for p in parts]
-        merged = np.concatenate([p["arr_0"] for p in loaded if len(p["arr_1"])])
-        np.savez(out, arr_0=merged, arr_1=np.concatenate([p["arr_1"] for p in loaded]))
-        for p in parts:
-            p.unlink()
-        print(
-            f"wrote {out}: arr_0 {merged.dtype} {list(merged.shape)}, arr_1 labels, {info.world_size} rank(s)"
-        )
-    info.barrier()
+from drifting_policy.common.entry import report_user_errors
+from image_gen.data.fmnist import NUM_CLASSES
+from image_gen.distributed import cleanup, init_distributed
+from image_gen.evaluation.npz import write_npz
+from image_gen.evaluation.scoring import EVAL_SEED, generate_samples
+from image_gen.run_folder import save_grid
+from image_gen.runtime import pick_device
+from image_gen.sampling import generator_metadata
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,13 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@report_user_errors  # a bad input (missing, damaged or foreign checkpoint, bad option) is one line, exit 2
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(1)
+    generator_metadata(args.checkpoint)  # a wrong file stops here, before any process group or sampling
     alphas = [args.alpha] if args.alpha is not None else args.alphas
     if args.npz:
         if len(alphas) != 1:
-            raise SystemExit(f"--npz takes one CFG scale; got --alphas {alphas}")
+            raise ValueError(f"--npz takes one CFG scale; got --alphas {alphas}")
         args.alpha = alphas[0]
         info = init_distributed()
         try:

@@ -11,3 +11,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def train_defaults_registered():
+    """Tests compose configs/train.yaml and bench.yaml with hydra's API, as drifting-train does after it
+    registers TrainConfig's defaults."""
+    from drifting_policy.training.setup import register_train_defaults
+
+    register_train_defaults()

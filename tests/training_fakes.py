@@ -14,6 +14,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 from torch import nn
 
 FAKE_ENV_ID = "tests/FakeReach-v0"
@@ -114,3 +116,36 @@ class ReachWindows(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return {"obs": {"pos": self.obs[index]}, "action": self.action[index]}
+
+
+# ---- tiny configs for the drifting-train / drifting-eval pipeline tests -------------------------------
+TINY_RUNNER = ["task.runner.n_seeds=2", "task.runner.max_steps=16", "task.runner.n_envs=2",
+               "task.runner.n_videos=1", "task.runner.env_kwargs.video_size=32"]
+
+
+def compose_config(name: str, overrides: list[str]) -> dict:
+    """configs/<name>.yaml composed with overrides, as a plain dict (what drifting-train passes on)."""
+    with initialize_config_module("configs", version_base=None):
+        return OmegaConf.to_container(compose(name, overrides=overrides), resolve=True)
+
+
+def write_tiny_pusht_store(path):
+    """A 4-episode Push-T zarr of random states and actions (for pipeline tests, not learning)."""
+    from drifting_policy.data import ReplayBuffer
+
+    buffer = ReplayBuffer.create(path)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        state = rng.uniform(100, 400, (30, 5)).astype(np.float32)
+        buffer.add_episode({"state": state, "keypoint": rng.uniform(0, 512, (30, 9, 2)).astype(np.float32),
+                            "action": state[:, :2] + rng.normal(0, 5, (30, 2)).astype(np.float32)})
+    return path
+
+
+def train_overrides(store, run_dir, policy):
+    """Overrides for a 2-step drifting-train on the tiny store with a tiny MLP and a 2-seed evaluation."""
+    return [f"policy={policy}", f"task.dataset.zarr_path={store}", f"run_dir={run_dir}",
+            "task.dataset.val_ratio=0.25",
+            "train.max_steps=2", "train.batch_size=8", "train.log_every=1", "train.warmup_steps=1",
+            "train.eval_every=null", "train.progress=false", "policy.mlp_width=32", "policy.mlp_depth=1",
+            *TINY_RUNNER]

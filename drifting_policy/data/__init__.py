@@ -1,4 +1,4 @@
-"""Demonstration data: zarr replay buffer, training windows, normaliser, datasets (Push-T, robomimic).
+"""Demonstration data: zarr replay buffer, robomimic hdf5 layout, training windows, datasets.
 
 Names are imported on first use (PEP 562), so reading or writing a replay buffer (e.g. in
 ``drifting-collect``) does not import torch (~1 GB RSS, seconds of start-up).
@@ -10,7 +10,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "Normalizer": "drifting_policy.data.normalizer",
     "PushTDataset": "drifting_policy.data.pusht",
     "ReplayBuffer": "drifting_policy.data.replay_buffer",
     "RobomimicDataset": "drifting_policy.data.robomimic",
@@ -18,11 +17,10 @@ _EXPORTS = {
     "episode_split": "drifting_policy.data.sequence",
 }
 
-__all__ = ["Normalizer", "PushTDataset", "ReplayBuffer", "RobomimicDataset", "SequenceSampler",
+__all__ = ["PushTDataset", "ReplayBuffer", "RobomimicDataset", "SequenceSampler",
            "episode_split"]
 
 if TYPE_CHECKING:
-    from drifting_policy.data.normalizer import Normalizer
     from drifting_policy.data.pusht import PushTDataset
     from drifting_policy.data.replay_buffer import ReplayBuffer
     from drifting_policy.data.robomimic import RobomimicDataset

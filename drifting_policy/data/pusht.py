@@ -22,6 +22,7 @@ import torch
 
 from drifting_policy.data.replay_buffer import ReplayBuffer
 from drifting_policy.data.sequence import SequenceSampler, episode_split
+from drifting_policy.data.validation import reading
 
 OBS_TYPES = ("keypoints", "state", "image")
 SPLITS = ("train", "val")
@@ -96,7 +97,8 @@ def _load_episodes(buffer: ReplayBuffer, obs_type: str,
     for episode in episode_ids:
         rows = buffer.episode_slice(int(episode))
         for key in keys:
-            parts[key].append(buffer[key][rows])
+            with reading(str(buffer.path), f"data/{key} of episode {int(episode)}"):
+                parts[key].append(buffer[key][rows])
     raw = {key: np.concatenate(chunks) for key, chunks in parts.items()}
     episode_ends = np.cumsum([len(chunk) for chunk in parts["action"]]).astype(np.int64)
     state = raw["state"].astype(np.float32)  # [T, 5]

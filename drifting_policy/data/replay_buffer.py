@@ -19,6 +19,8 @@ import numpy as np
 import zarr
 import zarr.storage
 
+from drifting_policy.data.validation import DatasetError, check_values, episode_of_row, reading
+
 EPISODE_ENDS = "episode_ends"
 # Attribute set to False while a collector writes and to True when it finishes; a store whose
 # attribute says False was interrupted and must not be read as a dataset.
@@ -29,6 +31,7 @@ TARGET_CHUNK_BYTES = 4 * 2**20
 MAX_CHUNK_ROWS = 8192
 # Arrays with at most this many values per step are checked for NaN/inf on open (images are not).
 FINITE_CHECK_MAX_VALUES = 4096
+IMAGE_KEYS = ("img", "image")  # data keys holding camera frames (uint8, or float in [0, 255] as in DP)
 
 
 def time_chunks(step_shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
@@ -88,7 +91,8 @@ class ReplayBuffer:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"ReplayBuffer.open: no store at {path}")
-        root = zarr.open_group(str(path), mode=mode)
+        with reading(str(path), "the zarr store's metadata"):
+            root = zarr.open_group(str(path), mode=mode)
         validate(root, keys, where=str(path), allow_incomplete=allow_incomplete)
         return cls(root, path)
 
@@ -191,16 +195,16 @@ class ReplayBuffer:
                        index: int) -> int:
         where = f"add_episode (episode {index})"
         if sorted(arrays) != sorted(spec):
-            raise ValueError(f"{where}: keys {sorted(arrays)} differ from the store's {sorted(spec)}")
+            raise DatasetError(f"{where}: keys {sorted(arrays)} differ from the store's {sorted(spec)}")
         lengths = {key: (value.shape[0] if value.ndim else 0) for key, value in arrays.items()}
         length = next(iter(lengths.values()))
         if length == 0 or any(n != length for n in lengths.values()):
-            raise ValueError(f"{where}: every array needs the same positive length along axis 0; "
+            raise DatasetError(f"{where}: every array needs the same positive length along axis 0; "
                              f"got {lengths}")
         for key, (step_shape, dtype) in spec.items():
             value = arrays[key]
             if value.shape[1:] != tuple(step_shape) or value.dtype != np.dtype(dtype):
-                raise ValueError(f"{where}: data/{key} expects steps of shape {tuple(step_shape)} {dtype}, "
+                raise DatasetError(f"{where}: data/{key} expects steps of shape {tuple(step_shape)} {dtype}, "
                                  f"got {value.shape[1:]} {value.dtype}")
         return length
 
@@ -222,44 +226,44 @@ def validate(root: zarr.Group, required_keys: Iterable[str] = (), *, where: str 
              allow_incomplete: bool = False) -> None:
     """Raise ValueError naming the key and episode for the first defect found in ``root``."""
     if not allow_incomplete and root.attrs.get(COMPLETE_ATTR) is False:
-        raise ValueError(f"{where}: attribute {COMPLETE_ATTR}=False, the collection writing it was "
+        raise DatasetError(f"{where}: attribute {COMPLETE_ATTR}=False, the collection writing it was "
                          "interrupted; collect again (or pass allow_incomplete=True to inspect it)")
     for group in ("data", "meta"):
         if group not in root or not isinstance(root[group], zarr.Group):
-            raise ValueError(f"{where}: missing group {group}/ (Diffusion Policy layout needs data/ "
+            raise DatasetError(f"{where}: missing group {group}/ (Diffusion Policy layout needs data/ "
                              "and meta/)")
     if EPISODE_ENDS not in root["meta"]:
-        raise ValueError(f"{where}: missing meta/{EPISODE_ENDS}")
+        raise DatasetError(f"{where}: missing meta/{EPISODE_ENDS}")
     ends = _validated_episode_ends(root["meta"][EPISODE_ENDS], where)
     data = root["data"]
     keys = sorted(data.array_keys())
     for key in required_keys:
         if key not in keys:
-            raise ValueError(f"{where}: missing required key data/{key}; present: {keys}")
+            raise DatasetError(f"{where}: missing required key data/{key}; present: {keys}")
     n_steps = int(ends[-1]) if len(ends) else 0
     lengths = {key: data[key].shape[0] for key in keys}
     if len(set(lengths.values())) > 1:
         short_key = min(lengths, key=lengths.get)
-        episode = _episode_of_row(ends, lengths[short_key])
-        raise ValueError(f"{where}: ragged data arrays {lengths}; data/{short_key} ends at row "
+        episode = episode_of_row(ends, lengths[short_key])
+        raise DatasetError(f"{where}: ragged data arrays {lengths}; data/{short_key} ends at row "
                          f"{lengths[short_key]}, inside episode {episode}")
     for key, length in lengths.items():
         if length != n_steps:
-            episode = _episode_of_row(ends, min(length, n_steps))
-            raise ValueError(f"{where}: data/{key} has {length} rows but the last episode end is {n_steps} "
+            episode = episode_of_row(ends, min(length, n_steps))
+            raise DatasetError(f"{where}: data/{key} has {length} rows but the last episode end is {n_steps} "
                              f"(mismatch at episode {episode})")
     for key in keys:
-        _check_finite(data[key], key, ends, where)
+        _check_key(data[key], key, ends, where)
     for key in root["meta"].array_keys():
         if key != EPISODE_ENDS and root["meta"][key].shape[0] != len(ends):
-            raise ValueError(f"{where}: meta/{key} has {root['meta'][key].shape[0]} rows for {len(ends)} "
+            raise DatasetError(f"{where}: meta/{key} has {root['meta'][key].shape[0]} rows for {len(ends)} "
                              f"episodes (first bad episode {min(root['meta'][key].shape[0], len(ends))})")
 
 
 def _validated_episode_ends(array: zarr.Array, where: str) -> np.ndarray:
     ends = array[:]
     if ends.ndim != 1 or not np.issubdtype(ends.dtype, np.integer):
-        raise ValueError(f"{where}: meta/{EPISODE_ENDS} must be a 1-D integer array, got shape "
+        raise DatasetError(f"{where}: meta/{EPISODE_ENDS} must be a 1-D integer array, got shape "
                          f"{ends.shape} {ends.dtype}")
     ends = ends.astype(np.int64)
     lengths = np.diff(ends, prepend=0)
@@ -267,25 +271,17 @@ def _validated_episode_ends(array: zarr.Array, where: str) -> np.ndarray:
     if len(bad):
         i = int(bad[0])
         previous = int(ends[i - 1]) if i else 0
-        raise ValueError(f"{where}: meta/{EPISODE_ENDS} must increase strictly; episode {i} ends at "
+        raise DatasetError(f"{where}: meta/{EPISODE_ENDS} must increase strictly; episode {i} ends at "
                          f"{int(ends[i])} after {previous} (length {int(lengths[i])})")
     return ends
 
 
-def _episode_of_row(ends: np.ndarray, row: int) -> int:
-    """Index of the episode containing buffer row ``row`` (len(ends) for rows past the last end)."""
-    return int(np.searchsorted(ends, row, side="right"))
-
-
-def _check_finite(array: zarr.Array, key: str, ends: np.ndarray, where: str) -> None:
+def _check_key(array: zarr.Array, key: str, ends: np.ndarray, where: str) -> None:
+    """Dtype of every key; values (finiteness) of the small per-step ones: images are too big to scan and
+    their dtype is what matters."""
+    image = key in IMAGE_KEYS
     per_step = int(np.prod(array.shape[1:], dtype=np.int64))
-    if not np.issubdtype(np.dtype(array.dtype), np.floating) or per_step > FINITE_CHECK_MAX_VALUES:
-        return
-    values = array[:].reshape(array.shape[0], -1)
-    bad_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
-    if len(bad_rows):
-        row = int(bad_rows[0])
-        episode = _episode_of_row(ends, row)
-        start = int(ends[episode - 1]) if episode else 0
-        raise ValueError(f"{where}: data/{key} has NaN/inf at row {row} (episode {episode}, "
-                         f"step {row - start}); re-collect or drop that episode")
+    with reading(where, f"data/{key}"):
+        values = array[:] if per_step <= FINITE_CHECK_MAX_VALUES else np.empty((0, *array.shape[1:]),
+                                                                                  array.dtype)
+    check_values(values, f"data/{key}", ends, where, image=image)

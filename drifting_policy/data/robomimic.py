@@ -16,7 +16,6 @@ Windows come from ``SequenceSampler`` (Diffusion Policy's padding); the split is
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +24,15 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
+from drifting_policy.data.robomimic_hdf5 import RobomimicFileError, read_env_args, select_demos, validate_demo
 from drifting_policy.data.sequence import SequenceSampler, episode_split
+from drifting_policy.data.validation import check_values, reading
 
 LOW_DIM_KEYS = ("object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
 KNOWN_DIMS = {"robot0_eef_pos": (3,), "robot0_eef_quat": (4,), "robot0_gripper_qpos": (2,)}
 OBJECT_DIMS = {"Lift": 10, "PickPlaceCan": 14, "NutAssemblySquare": 14, "ToolHang": 44}
 SPLITS = ("train", "val")
 ROTATION_6D_DIMS = tuple(range(3, 9))  # of a 10-D absolute action [position 3, rotation-6D 6, gripper 1]
-
-
-class RobomimicDatasetError(ValueError):
-    """The file does not hold what the dataset was asked for; the message names path, key and fix."""
 
 
 def is_image_key(key: str) -> bool:
@@ -104,9 +101,9 @@ class RobomimicDataset(torch.utils.data.Dataset):
                 f"RobomimicDataset: {self.hdf5_path} does not exist; collect it with "
                 "drifting-collect task=lift out=<path>.hdf5"
             )
-        with h5py.File(self.hdf5_path, "r") as file:
-            self.env_args = _env_args(file, self.hdf5_path)
-            names = _demo_names(file, self.hdf5_path, filter_key)
+        with reading(str(self.hdf5_path), "the hdf5 file"), h5py.File(self.hdf5_path, "r") as file:
+            self.env_args = read_env_args(file, self.hdf5_path)
+            names = select_demos(file, self.hdf5_path, filter_key)
             train_mask, val_mask = episode_split(len(names), val_ratio, max_train_episodes, seed)
             chosen = [names[i] for i in np.flatnonzero(train_mask if split == "train" else val_mask)]
             if not chosen:
@@ -129,7 +126,7 @@ class RobomimicDataset(torch.utils.data.Dataset):
         arm = arm.get("body_parts", {}).get("right", arm)
         if arm.get("input_type") == "absolute" or arm.get("control_delta") is False:
             return "actions"
-        raise RobomimicDatasetError(
+        raise RobomimicFileError(
             f"{self.hdf5_path}: abs_action=True but the demos have no 'actions_abs' and "
             "the env's controller is delta; set abs_action=false or recollect"
         )
@@ -139,19 +136,21 @@ class RobomimicDataset(torch.utils.data.Dataset):
         parts: dict[str, list[np.ndarray]] = {key: [] for key in (*self.obs_keys, "action")}
         for name in names:
             demo = file["data"][name]
-            length = _check_demo(demo, f"{self.hdf5_path}:data/{name}", action_key, self.obs_keys)
+            length = validate_demo(demo, f"{self.hdf5_path}:data/{name}", self.obs_keys, action_key)
             for key in self.obs_keys:
                 parts[key].append(demo["obs"][key][:length])
             parts["action"].append(demo[action_key][:length])
         arrays = {}
+        ends = np.cumsum([len(chunk) for chunk in parts["action"]]).astype(np.int64)
         for key, chunks in parts.items():
             _check_shapes(chunks, key, names, self.hdf5_path)
             values = np.concatenate(chunks)
+            check_values(values, key if key == "action" else f"obs/{key}", ends, str(self.hdf5_path),
+                         image=is_image_key(key), episode_names=names)
             arrays[key] = values if is_image_key(key) else values.astype(np.float32)
         self._check_known_dims(arrays)
         if self.abs_action:
             arrays["action"] = action_7d_to_10d(arrays["action"])  # [T, 10]
-        ends = np.cumsum([len(chunk) for chunk in parts["action"]]).astype(np.int64)
         return arrays, ends
 
     def _check_known_dims(self, arrays: dict[str, np.ndarray]) -> None:
@@ -163,12 +162,12 @@ class RobomimicDataset(torch.utils.data.Dataset):
             shape = value.shape[1:]
             if is_image_key(key):
                 if value.dtype != np.uint8 or len(shape) != 3 or shape[-1] != 3:
-                    raise RobomimicDatasetError(
+                    raise RobomimicFileError(
                         f"{self.hdf5_path}: obs/{key} is {value.dtype} {shape}; expected "
                         "uint8 [H, W, 3] (robomimic's HWC layout)"
                     )
             elif key in expected and shape != expected[key]:
-                raise RobomimicDatasetError(
+                raise RobomimicFileError(
                     f"{self.hdf5_path}: {key} has per-step shape {shape}; expected "
                     f"{expected[key]} for {env_name}"
                 )
@@ -212,70 +211,10 @@ class RobomimicDataset(torch.utils.data.Dataset):
         return RobomimicDataset(**self._kwargs, split="val")
 
 
-def _env_args(file: h5py.File, path: Path) -> dict:
-    if "data" not in file:
-        raise RobomimicDatasetError(f"{path}: no 'data' group; not a robomimic hdf5 file")
-    raw = file["data"].attrs.get("env_args")
-    if raw is None:
-        raise RobomimicDatasetError(f"{path}: data has no 'env_args' attribute; not a robomimic hdf5 file")
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise RobomimicDatasetError(f"{path}: data.attrs['env_args'] is not valid JSON ({error})") from error
-
-
-def _demo_names(file: h5py.File, path: Path, filter_key: str | None) -> list[str]:
-    names = sorted((n for n in file["data"] if n.startswith("demo_")), key=lambda n: int(n.split("_")[1]))
-    if not names:
-        raise RobomimicDatasetError(f"{path}: data has no demo_* groups")
-    if filter_key is None:
-        return names
-    if "mask" not in file or filter_key not in file["mask"]:
-        available = sorted(file["mask"]) if "mask" in file else []
-        raise RobomimicDatasetError(
-            f"{path}: filter_key={filter_key!r} but there is no mask/{filter_key} "
-            f"(available: {available}); set filter_key=null"
-        )
-    chosen = {n.decode() if isinstance(n, bytes) else str(n) for n in file["mask"][filter_key][:]}
-    missing = sorted(chosen - set(names))
-    if missing:
-        raise RobomimicDatasetError(f"{path}: mask/{filter_key} names demos that do not exist: {missing[:5]}")
-    return [n for n in names if n in chosen]
-
-
-def _check_demo(demo: h5py.Group, where: str, action_key: str, obs_keys: tuple[str, ...]) -> int:
-    """Checks that the demo has the actions and observations asked for, all of one length; returns it."""
-    if action_key not in demo:
-        raise RobomimicDatasetError(f"{where}: missing dataset '{action_key}' (has {sorted(demo)})")
-    length = demo[action_key].shape[0]
-    if length == 0:
-        raise RobomimicDatasetError(f"{where}: '{action_key}' is empty")
-    if "num_samples" in demo.attrs and int(demo.attrs["num_samples"]) != length:
-        raise RobomimicDatasetError(
-            f"{where}: num_samples={int(demo.attrs['num_samples'])} but {action_key} has {length} rows"
-        )
-    available = sorted(demo["obs"]) if "obs" in demo else []
-    for key in obs_keys:
-        if key not in available:
-            hint = (
-                " (render them with python -m envs.robomimic.hdf5_io --render-images FILE)"
-                if is_image_key(key)
-                else ""
-            )
-            raise RobomimicDatasetError(
-                f"{where}: missing observation 'obs/{key}'; available {available}{hint}"
-            )
-        if demo["obs"][key].shape[0] != length:
-            raise RobomimicDatasetError(
-                f"{where}: obs/{key} has {demo['obs'][key].shape[0]} rows but {action_key} has {length}"
-            )
-    return length
-
-
 def _check_shapes(chunks: list[np.ndarray], key: str, names: list[str], path: Path) -> None:
     shape = chunks[0].shape[1:]
     for name, chunk in zip(names, chunks, strict=True):
         if chunk.shape[1:] != shape:
-            raise RobomimicDatasetError(
+            raise RobomimicFileError(
                 f"{path}: {key} has per-step shape {chunk.shape[1:]} in {name} but {shape} in {names[0]}"
             )

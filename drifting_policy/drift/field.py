@@ -259,7 +259,7 @@ def drift_field(
         include_gen_negatives: if False, only ``neg`` repels (used to test anti-symmetry V_pq = -V_qp).
         affinity_floor: the official code's floor on each affinity (applies with ``normalize`` and
             ``kernel_norm='both'``). With G and P in the hundreds it is as large as a real affinity and pulls
-            every sample towards the mean of the positives (docs/results.md, toy section); None disables it.
+            every sample towards the mean of the positives (docs/experiments/toy.md); None disables it.
         check_finite: raise ValueError on NaN/Inf inputs (one host sync; hot loops may turn it off).
 
     Returns:

@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from drifting_policy.data.normalizer import Normalizer
 from drifting_policy.model import ConditionalUnet1D, MLPBackbone, ObsEncoder
 from drifting_policy.model.mlp import CONDITIONINGS
+from drifting_policy.policy.normalizer import Normalizer
 
 ACTION_KEY = "action"
 BACKBONES = ("unet", "mlp")

@@ -2,8 +2,9 @@
 
 Per training step, each observation is one kernel problem (a group): its G generated chunks are the
 samples (and negatives, self-masked), its demonstration chunk is the positive, optionally joined by the
-chunks of its k nearest observations in the batch. The observation is encoded once; its conditioning is
-broadcast to its G noise rows inside the backbone. Inference is one network evaluation per chunk.
+chunks that other demonstrations took in the k nearest states of the dataset (extra_positives_k). The
+observation is encoded once; its conditioning is broadcast to its G noise rows inside the backbone.
+Inference is one network evaluation per chunk.
 Shape legend: B observations, G samples per observation, P positives, D = T * A (flattened chunk).
 """
 
@@ -20,6 +21,7 @@ from drifting_policy.drift import drift_loss_with_metrics
 from drifting_policy.policy.base import BasePolicy, PolicyConfig, config_error
 
 GROUP_MODES = ("per_observation", "mixed")
+NEIGHBOUR_ACTION_KEY = "neighbour_action"  # batch key of the extra positives' raw chunks [B, k, T, A]
 
 
 @dataclasses.dataclass
@@ -28,7 +30,10 @@ class DriftingConfig(PolicyConfig):
     kept for the ablation only."""
 
     samples_per_obs: int = 8  # G: generated chunks per observation
-    extra_positives_k: int = 0  # extra positives: chunks of the k nearest observations in the batch
+    # extra positives: the chunks of the k nearest windows of other demonstrations within radius (standardised
+    # observation units), found over the whole dataset (drifting_policy/data/neighbours.py)
+    extra_positives_k: int = 0
+    extra_positives_radius: float = 1.0
     group_mode: str = "per_observation"  # "per_observation" | "mixed"
     temperatures: tuple[float, ...] = (0.02, 0.05, 0.2)
     normalize: bool = True  # the official feature-scale and drift normalisation
@@ -46,6 +51,8 @@ class DriftingConfig(PolicyConfig):
                                "use 4-8; G=1 only runs with group_mode='mixed'")
         if self.extra_positives_k < 0:
             raise config_error("extra_positives_k", ">= 0", self.extra_positives_k, "use 0 (demo chunk only)")
+        if not self.extra_positives_radius > 0:
+            raise config_error("extra_positives_radius", "> 0", self.extra_positives_radius, "e.g. 1.0")
         if not self.temperatures or min(self.temperatures) <= 0:
             raise config_error("temperatures", "a non-empty tuple of positive floats", self.temperatures,
                                "e.g. (0.02, 0.05, 0.2) or (0.2,)")
@@ -59,20 +66,23 @@ class DriftingPolicy(BasePolicy):
     uses_timestep = False
     zero_init_output = False  # a zeroed output would make all G samples identical: no field at step 0
 
-    def positives(self, action: Tensor, cond: Tensor) -> Tensor:
-        """Demonstration chunks [B, D] (+ k nearest observations' chunks) -> positives [B, 1 + k, D]."""
+    def positives(self, action: Tensor, batch: Mapping[str, Any]) -> Tensor:
+        """Normalised demonstration chunks [B, D] (+ the neighbours' chunks the dataset adds when
+        extra_positives_k > 0, batch[NEIGHBOUR_ACTION_KEY] raw [B, k, T, A]) -> positives [B, 1 + k, D]."""
         k = self.config.extra_positives_k
         if k == 0:
             return action.unsqueeze(1)  # [B, 1, D]
-        batch = action.shape[0]
-        if k >= batch:
-            raise ValueError(f"extra_positives_k={k} needs a batch of more than {k} observations; "
-                             f"got {batch}")
-        with torch.no_grad():
-            dist = torch.cdist(cond, cond)  # [B, B], in the encoder's (normalised) feature space
-            dist.fill_diagonal_(float("inf"))
-            neighbours = dist.topk(k, dim=1, largest=False).indices  # [B, k]
-        return torch.cat([action.unsqueeze(1), action[neighbours]], dim=1)  # [B, 1 + k, D]
+        if NEIGHBOUR_ACTION_KEY not in batch:
+            raise ValueError(f"extra_positives_k={k} but the batch has no '{NEIGHBOUR_ACTION_KEY}'; wrap the "
+                             "dataset in drifting_policy.data.neighbours.NeighbourPositives (drifting-train "
+                             "does) or set policy.extra_positives_k=0")
+        neighbours = torch.as_tensor(batch[NEIGHBOUR_ACTION_KEY]).to(self.device)  # [B, k, T, A]
+        expected = (action.shape[0], k, *self.chunk_shape)
+        if tuple(neighbours.shape) != expected:
+            raise ValueError(f"batch['{NEIGHBOUR_ACTION_KEY}'] is {list(neighbours.shape)}; expected "
+                             f"{list(expected)} [B, extra_positives_k, prediction_horizon, action_dim]")
+        neighbours = self.normalizer.normalize("action", neighbours).reshape(action.shape[0], k, -1)
+        return torch.cat([action.unsqueeze(1), neighbours], dim=1)  # [B, 1 + k, D]
 
     def generate(self, cond: Tensor, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """Conditioning [B, E] -> normalised chunks [B * num_samples, T, A] (rows of one obs adjacent)."""
@@ -86,7 +96,7 @@ class DriftingPolicy(BasePolicy):
         num_obs, num_gen = cond.shape[0], config.samples_per_obs
         action = self.normalized_action(batch, num_obs).reshape(num_obs, -1)  # [B, D]
         gen = self.generate(cond, num_gen, generator).reshape(num_obs, num_gen, -1)  # [B, G, D]
-        pos = self.positives(action, cond)  # [B, P, D]
+        pos = self.positives(action, batch)  # [B, P, D]
         if config.group_mode == "mixed":  # the known failure: all observations in one kernel problem
             gen, pos = gen.reshape(1, -1, gen.shape[-1]), pos.reshape(1, -1, pos.shape[-1])
         loss, drift_metrics = drift_loss_with_metrics(gen, pos, temperatures=config.temperatures,

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -59,12 +61,22 @@ def _probe_gl(backend: str) -> str | None:
     return lines[-1] if lines else f"exit code {proc.returncode}"
 
 
+def _load_triton_before_mesa() -> None:
+    """Mesa's software renderer (llvmpipe, behind EGL and OSMesa here) loads the system's LLVM; triton, which
+    torch imports lazily (torch.compile, and torchvision's ops on first use), carries its own LLVM. Loaded
+    after a GL context exists, triton's library crashes the process (SIGSEGV in triton/knobs.py); loaded
+    first, both work. So load it now, when it is installed."""
+    if importlib.util.find_spec("triton") is not None:
+        importlib.import_module("triton")
+
+
 def ensure_gl_backend() -> str:
     """Select a headless GL backend for MuJoCo before it is imported: MUJOCO_GL if set, else EGL, else OSMesa.
 
     Sets ``MUJOCO_GL``/``PYOPENGL_PLATFORM`` in this process (they must be set before mujoco is imported) and
     returns the backend. Raises RenderingUnavailable with the reasons when none works.
     """
+    _load_triton_before_mesa()
     chosen = os.environ.get("MUJOCO_GL")
     if "mujoco" in sys.modules or chosen:
         # mujoco fixes its GL backend at import (robosuite sets egl unless osmesa/glx is set): probe that one
@@ -108,7 +120,6 @@ TASKS = {
     "tool_hang": TaskSpec("ToolHang", 700, 44),
 }
 TASK_BY_ENV_NAME = {spec.env_name: task for task, spec in TASKS.items()}
-LOW_DIM_KEYS = ("object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
 CAMERAS = {"agentview_image": "agentview", "robot0_eye_in_hand_image": "robot0_eye_in_hand"}
 CONTROL_FREQ = 20  # Hz, robomimic's setting
 ACTION_DIM = 7

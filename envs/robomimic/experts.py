@@ -270,7 +270,7 @@ class ToolHangExpert(ScriptedExpert):
     """ToolHang attempt: the frame half works (stand the frame up, insert it into the stand's square
     tube); the tool half (grasp the wrench, turn it upright, thread its hole over the hook) does not yet:
     the arm stalls near joint limits while turning the wrench, so full-task success is ~0
-    (docs/results.md has the measured rates).
+    (docs/experiments/robomimic.md has the measured rates).
 
     Both halves steer with the held object's own measured orientation (the frame's rod, the wrench's hole
     axis), so a grasp that slipped is corrected rather than ignored.

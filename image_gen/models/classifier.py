@@ -8,11 +8,16 @@ logits give the class accuracy of conditional samples.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from drifting_policy.common.io import save_weights
+from image_gen.weight_files import build_config, load_into, read_weights
 
 
 @dataclass
@@ -89,3 +94,25 @@ def embed(model: EvalClassifier, images: Tensor, batch_size: int = 500) -> tuple
         feats.append(f.double())
         logits.append(model.head(f))
     return torch.cat(feats), torch.cat(logits)
+
+
+def save_evaluator(model: EvalClassifier, path: str | Path, extra: dict | None = None) -> None:
+    """Weights plus ``classifier_config`` (and ``extra``: accuracy, hash) in one safetensors file."""
+    meta = {"classifier_config": dataclasses.asdict(model.config), **(extra or {})}
+    save_weights(model.state_dict(), path, meta)
+
+
+def load_evaluator(path: str | Path, device: torch.device | str = "cpu") -> tuple[EvalClassifier, dict]:
+    """(network in eval mode, metadata) from a file written by :func:`save_evaluator`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"evaluator weights {path} not found; train them once with "
+            f"`image-gen-train-evaluator out_dir={path.parent.parent} run_name={path.parent.name}`"
+        )
+    hint = "pass the evaluator.safetensors of an image-gen-train-evaluator run"
+    weights, metadata = read_weights(path, "classifier_config", "an evaluator", hint)
+    model = EvalClassifier(build_config(ClassifierConfig, metadata["classifier_config"], path,
+                                        "classifier_config"))
+    load_into(model, weights, path, hint)
+    return model.to(device).eval(), metadata

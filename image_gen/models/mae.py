@@ -4,16 +4,21 @@ Encoder: 3x3 stem without downsampling, four stages of *basic* residual blocks w
 (w, 2w, 4w, 8w), stride 2 at the start of stages 2-4 (32x32 input -> maps 32, 16, 8, 4). Decoder: U-Net
 (bilinear 2x up, concat the skip, GN, 2 x (conv3x3 + GN + ReLU)), 1x1 output conv. Pre-training masks 2x2
 patches with probability 0.5 and takes the L2 loss on the masked area only. After pre-training only the
-encoder is used, frozen: its intermediate maps are the feature maps of :mod:`image_gen.features`.
+encoder is used, frozen: its intermediate maps are the feature maps of :mod:`image_gen.objectives.features`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from drifting_policy.common.io import save_weights
+from image_gen.weight_files import build_config, load_into, read_weights
 
 
 @dataclass
@@ -152,3 +157,23 @@ class MAE(nn.Module):
         recon = self.reconstruct(x * (1.0 - mask))  # hidden pixels are zeroed at the input
         error = (recon.float() - x.float()).square() * mask  # [B, C, H, W]
         return error.sum() / (mask.sum() * x.shape[1]).clamp_min(1.0), mask
+
+
+def save_mae(model: MAE, path: str | Path, extra: dict | None = None) -> None:
+    """Weights plus ``mae_config`` (and ``extra``) in one safetensors file (atomic write)."""
+    save_weights(model.state_dict(), path, {"mae_config": dataclasses.asdict(model.config), **(extra or {})})
+
+
+def load_mae(path: str | Path, device: torch.device | str = "cpu") -> MAE:
+    """MAE from a safetensors file written by :func:`save_mae` (config in the metadata), in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"MAE weights {path} not found; train them first with `image-gen-train-mae` "
+            "(or point encoder_path at an existing mae.safetensors)"
+        )
+    hint = "point encoder_path at the mae.safetensors of an image-gen-train-mae run"
+    weights, metadata = read_weights(path, "mae_config", "an MAE encoder", hint)
+    model = MAE(build_config(MAEConfig, metadata["mae_config"], path, "mae_config"))
+    load_into(model, weights, path, hint)
+    return model.to(device).eval()

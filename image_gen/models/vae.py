@@ -10,10 +10,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from diffusers import AutoencoderKL
 from torch import Tensor, nn
+
+from drifting_policy.common.io import save_weights
+from image_gen.weight_files import build_config, load_into, read_weights
+
+if TYPE_CHECKING:  # diffusers is imported where a VAE is built: its import costs seconds (torch._dynamo),
+    from diffusers import AutoencoderKL  # and every image-gen-train start registers the VAE config
 
 
 @dataclass
@@ -38,6 +44,8 @@ class VAEConfig:
 
 
 def build_autoencoder(config: VAEConfig) -> AutoencoderKL:
+    from diffusers import AutoencoderKL
+
     blocks = len(config.block_out_channels)
     return AutoencoderKL(
         in_channels=config.in_channels,
@@ -87,28 +95,25 @@ class LatentVAE(nn.Module):
 
 
 def save_vae(vae: LatentVAE, path: Path, extra: dict | None = None) -> None:
-    from image_gen.utils import atomic_save_weights
-
-    atomic_save_weights(
-        vae.state_dict(), path, {"vae_config": dataclasses.asdict(vae.config), **(extra or {})}
-    )
+    """Weights plus ``vae_config`` (and ``extra``) in one safetensors file (atomic write)."""
+    save_weights(vae.state_dict(), path, {"vae_config": dataclasses.asdict(vae.config), **(extra or {})})
 
 
 def load_vae(path: str | Path, device: torch.device | str = "cpu") -> LatentVAE:
     """A project VAE (vae.safetensors from image-gen-train-vae) or an SD-VAE folder (diffusers layout)."""
-    from image_gen.utils import load_weights
-
     path = Path(path)
     if path.is_dir():  # e.g. a local copy of stabilityai/sd-vae-ft-mse
+        from diffusers import AutoencoderKL
+
         autoencoder = AutoencoderKL.from_pretrained(str(path))
         vae = LatentVAE(autoencoder, None)
         vae.scale.fill_(autoencoder.config.scaling_factor)
     elif path.is_file():
-        weights, metadata = load_weights(path)
-        vae = LatentVAE(
-            build_autoencoder(VAEConfig(**metadata["vae_config"])), VAEConfig(**metadata["vae_config"])
-        )
-        vae.load_state_dict(weights)
+        hint = "pass the vae.safetensors of an image-gen-train-vae run, or a local SD-VAE folder"
+        weights, metadata = read_weights(path, "vae_config", "a VAE", hint)
+        config = build_config(VAEConfig, metadata["vae_config"], path, "vae_config")
+        vae = LatentVAE(build_autoencoder(config), config)
+        load_into(vae, weights, path, hint)
     else:
         raise FileNotFoundError(
             f"VAE {path} not found; train one with `image-gen-train-vae` or pass a local "

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from drifting_policy.data import Normalizer, PushTDataset, ReplayBuffer
+from drifting_policy.data import PushTDataset, ReplayBuffer
+from drifting_policy.policy.normalizer import Normalizer
 
 N_EPISODES = 12
 

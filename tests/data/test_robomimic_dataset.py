@@ -10,15 +10,15 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from drifting_policy.data.normalizer import Normalizer
 from drifting_policy.data.robomimic import (
     LOW_DIM_KEYS,
     RobomimicDataset,
-    RobomimicDatasetError,
+    RobomimicFileError,
     action_7d_to_10d,
     action_10d_to_7d,
 )
 from drifting_policy.data.sequence import SequenceSampler
+from drifting_policy.policy.normalizer import Normalizer
 
 LENGTHS = (20, 23, 18, 25)  # >= prediction_horizon - action_horizon + 1, or a demo has no window
 
@@ -160,7 +160,7 @@ def test_action_conversion_batch_shapes():
     "kwargs, match",
     [
         ({"obs_keys": ("object", "robot0_joint_pos")}, "obs/robot0_joint_pos"),
-        ({"obs_keys": ("agentview_image",)}, "render-images"),
+        ({"obs_keys": ("agentview_image",)}, "collect.robomimic_images"),
         ({"filter_key": "20_percent"}, "mask/20_percent"),
         ({"obs_keys": ()}, "obs_keys is empty"),
     ],
@@ -172,23 +172,23 @@ def test_errors_name_the_problem(hdf5, kwargs, match):
 
 def test_wrong_object_dim_and_missing_abs_actions(tmp_path):
     wrong = write_file(tmp_path / "wrong.hdf5", env_name="PickPlaceCan", object_dim=10)
-    with pytest.raises(RobomimicDatasetError, match=r"object has per-step shape \(10,\); expected \(14,\)"):
+    with pytest.raises(RobomimicFileError, match=r"object has per-step shape \(10,\); expected \(14,\)"):
         RobomimicDataset(wrong, val_ratio=0.0)
     delta = write_file(tmp_path / "delta.hdf5", abs_actions=False)
-    with pytest.raises(RobomimicDatasetError, match="actions_abs"):
+    with pytest.raises(RobomimicFileError, match="actions_abs"):
         RobomimicDataset(delta, abs_action=True, val_ratio=0.0)
 
 
 def test_inconsistent_lengths_and_shapes(tmp_path, hdf5):
     with h5py.File(hdf5, "r+") as file:
         file["data/demo_1"].attrs["num_samples"] = 99
-    with pytest.raises(RobomimicDatasetError, match="num_samples=99"):
+    with pytest.raises(RobomimicFileError, match="num_samples=99"):
         RobomimicDataset(hdf5, val_ratio=0.0)
     other = write_file(tmp_path / "other.hdf5")
     with h5py.File(other, "r+") as file:
         del file["data/demo_2/obs/robot0_eef_pos"]
         file["data/demo_2/obs/robot0_eef_pos"] = np.ones((LENGTHS[2], 4), np.float32)
-    with pytest.raises(RobomimicDatasetError, match="robot0_eef_pos has per-step shape"):
+    with pytest.raises(RobomimicFileError, match="robot0_eef_pos has per-step shape"):
         RobomimicDataset(other, val_ratio=0.0)
 
 
@@ -196,7 +196,7 @@ def test_not_a_robomimic_file(tmp_path):
     path = tmp_path / "empty.hdf5"
     with h5py.File(path, "w") as file:
         file.create_group("data")
-    with pytest.raises(RobomimicDatasetError, match="env_args"):
+    with pytest.raises(RobomimicFileError, match="env_args"):
         RobomimicDataset(path)
     with pytest.raises(FileNotFoundError, match="drifting-collect"):
         RobomimicDataset(tmp_path / "missing.hdf5")

@@ -30,9 +30,16 @@ def test_gradient_matches_the_analytic_value(normalize):
 
 
 def test_loss_value_is_the_mean_squared_normalised_drift():
+    """The loss is mean |V|^2 in the normalised units x * sqrt(D) / s, V the sum over temperatures of unit-RMS
+    fields: 3 plus twice the temperatures' cross-correlations, computed here from the field itself."""
     gen, pos = sample(4, 8, 3, seed=3), sample(4, 8, 3, seed=4)
-    loss = drift_loss(gen, pos, temperatures=(0.2,))
-    torch.testing.assert_close(loss, torch.tensor(1.0, dtype=torch.float64))  # unit RMS per temperature
+    temperatures = (0.02, 0.05, 0.2)
+    loss = drift_loss(gen, pos, temperatures=temperatures)
+    result = drift_field_result(gen, pos, temperatures=temperatures)
+    normalised_field = result.field * math.sqrt(3) / result.scale  # [B, G, D]
+    expected = normalised_field.square().sum(-1).mean() / 3  # mean over groups, rows and the D dims
+    torch.testing.assert_close(loss, expected)
+    assert abs(float(loss) - 3.0) > 0.1  # the fields of different temperatures are correlated
 
 
 def test_positives_receive_no_gradient():

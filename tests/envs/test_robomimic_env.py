@@ -158,3 +158,23 @@ def test_image_observations_or_skip():
         assert obs[key].shape == (84, 84, 3) and obs[key].dtype == np.uint8
         assert obs[key].std() > 1.0  # not a blank frame
     env.close()
+
+
+def test_triton_loads_after_a_gl_context(tmp_path):
+    """The order that segfaulted (exit 139): a MuJoCo GL context first, then triton (torchvision's ops pull it
+    in). A real process: ensure_gl_backend must have loaded triton before Mesa's LLVM."""
+    pytest.importorskip("triton")
+    import subprocess
+    import sys
+
+    script = ("from envs.robomimic.env import ensure_gl_backend\n"
+              "ensure_gl_backend()\n"
+              "import mujoco\n"
+              "context = mujoco.GLContext(16, 16)\n"
+              "context.make_current()\n"
+              "import torch._dynamo  # imports triton\n"
+              "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    if "RenderingUnavailable" in result.stderr:
+        pytest.skip("no headless GL here")
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-500:]

@@ -7,6 +7,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_fmnist import write_fake_fmnist  # noqa: E402
 
+from drifting_policy.common.entry import TRACEBACK_ENV  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def user_errors_raise(monkeypatch):
+    """Console mains called in-process raise their user errors (as a library call does) instead of printing
+    one line and exiting 2; the tests of that one-line report run real processes without this variable."""
+    monkeypatch.setenv(TRACEBACK_ENV, "1")
+
 
 @pytest.fixture(scope="session")
 def fake_root(tmp_path_factory):

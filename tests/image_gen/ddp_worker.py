@@ -11,10 +11,11 @@ import torch
 from tiny_configs import tiny_train_config
 
 from image_gen.distributed import cleanup, full_tensor, init_distributed
-from image_gen.train import TrainConfig, train
+from image_gen.objectives.drifting import DriftingTrainConfig
+from image_gen.training.trainer import train
 
 
-def tiny_config(out_dir: str, data_root: str, mae_path: str, **overrides) -> TrainConfig:
+def tiny_config(out_dir: str, data_root: str, mae_path: str, **overrides) -> DriftingTrainConfig:
     return tiny_train_config(out_dir, data_root, mae_path, **overrides)
 
 
@@ -23,7 +24,7 @@ def main() -> None:
     fsdp = sys.argv[5:] == ["fsdp"]
     torch.set_num_threads(1)
     info = init_distributed("gloo")
-    trainer = train(tiny_config(out_dir, data_root, mae_path, steps=int(steps), fsdp=fsdp), info)
+    trainer = train(tiny_config(out_dir, data_root, mae_path, max_steps=int(steps), fsdp=fsdp), info)
     params = trainer.model.parameters()
     checksum = float(sum(p.double().sum() for p in (full_tensor(p) for p in params)))
     sharded = all(hasattr(p, "full_tensor") for p in trainer.model.parameters())  # DTensors: FSDP is on

@@ -5,9 +5,9 @@ import torch
 
 pytest.importorskip("timm", reason="timm not installed: pip install 'drifting-policy[convnext]'")
 
-from image_gen.convnext import ConvNeXtV2Features, StackedEncoders  # noqa: E402
-from image_gen.features import FeatureConfig, extract_features  # noqa: E402
+from image_gen.models.convnext import ConvNeXtV2Features, StackedEncoders  # noqa: E402
 from image_gen.models.mae import MAE, MAEConfig  # noqa: E402
+from image_gen.objectives.features import FeatureConfig, extract_features  # noqa: E402
 
 
 @pytest.fixture(scope="module")

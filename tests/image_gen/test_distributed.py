@@ -11,10 +11,9 @@ import torch
 from ddp_worker import tiny_config
 
 from image_gen.distributed import DistInfo, init_distributed, mean_metrics, rank_seed, split_groups
-from image_gen.models.mae import MAE, MAEConfig
-from image_gen.train import Trainer, train
-from image_gen.train_mae import save_mae
-from image_gen.utils import load_train_state
+from image_gen.models.mae import MAE, MAEConfig, save_mae
+from image_gen.training.state import load_train_state
+from image_gen.training.trainer import Trainer, train
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -60,8 +59,8 @@ def test_split_groups_cover_the_step_once():
 
 def test_grad_accum_changes_only_the_field_statistics(tmp_path, fake_root, mae_path):
     """Accumulation feeds the same generator outputs to per-micro-batch fields: near 1 pass, not equal."""
-    one = Trainer(tiny_config(str(tmp_path / "a"), str(fake_root), mae_path, steps=1))
-    two = Trainer(tiny_config(str(tmp_path / "b"), str(fake_root), mae_path, steps=1, grad_accum=2))
+    one = Trainer(tiny_config(str(tmp_path / "a"), str(fake_root), mae_path, max_steps=1))
+    two = Trainer(tiny_config(str(tmp_path / "b"), str(fake_root), mae_path, max_steps=1, grad_accum=2))
     one.train_step(), two.train_step()
     diffs = [(a - b).abs().max() for a, b in zip(one.model.parameters(), two.model.parameters(), strict=True)]
     assert 0 < max(diffs) < 0.1
@@ -95,14 +94,15 @@ def test_two_ranks_match_one_process_and_resume_on_one(tmp_path, fake_root, mae_
     metrics = (ddp_dir / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(metrics) == 2  # rank 0 alone logs
 
-    single = train(tiny_config(str(tmp_path / "single"), str(fake_root), mae_path, steps=2, grad_accum=2))
+    single = train(tiny_config(str(tmp_path / "single"), str(fake_root), mae_path, max_steps=2, grad_accum=2))
     ddp_tensors, _ = load_train_state(ddp_dir / "run" / "train_state.safetensors")
     for name, value in single.model.state_dict().items():
         torch.testing.assert_close(ddp_tensors[f"model.{name}"], value, rtol=1e-5, atol=1e-6)
 
     # resume the 2-rank checkpoint in one process (grad_accum=2) and compare with 3 straight steps
-    resumed = train(tiny_config(str(ddp_dir), str(fake_root), mae_path, steps=3, grad_accum=2))
-    straight = train(tiny_config(str(tmp_path / "straight"), str(fake_root), mae_path, steps=3, grad_accum=2))
+    resumed = train(tiny_config(str(ddp_dir), str(fake_root), mae_path, max_steps=3, grad_accum=2))
+    straight = train(tiny_config(str(tmp_path / "straight"), str(fake_root), mae_path, max_steps=3,
+                                 grad_accum=2))
     assert resumed.step == 3
     for a, b in zip(resumed.model.parameters(), straight.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
@@ -129,14 +129,15 @@ def test_fsdp_two_ranks_match_one_process_and_resume_sharded(tmp_path, fake_root
             fsdp_tensors, meta = load_train_state(fsdp_dir / "run" / "train_state.safetensors")
             assert meta["step"] == 2
 
-    single = train(tiny_config(str(tmp_path / "single"), str(fake_root), mae_path, steps=2, grad_accum=2))
+    single = train(tiny_config(str(tmp_path / "single"), str(fake_root), mae_path, max_steps=2, grad_accum=2))
     single_tensors, single_meta = single.resume_state()
     assert fsdp_tensors.keys() == single_tensors.keys()
     for name, value in single_tensors.items():  # model, EMA, optimizer moments, queue, streams: full tensors
         torch.testing.assert_close(fsdp_tensors[name], value, rtol=1e-5, atol=1e-6, msg=name)
     assert meta["optimizer"]["indices"] == single_meta["optimizer"]["indices"]
 
-    straight = train(tiny_config(str(tmp_path / "straight"), str(fake_root), mae_path, steps=3, grad_accum=2))
+    straight = train(tiny_config(str(tmp_path / "straight"), str(fake_root), mae_path, max_steps=3,
+                                 grad_accum=2))
     resumed, _ = load_train_state(fsdp_dir / "run" / "train_state.safetensors")
     for name, value in straight.resume_state()[0].items():
         if name.startswith(("model.", "ema.")):

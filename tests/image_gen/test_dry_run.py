@@ -2,19 +2,11 @@
 
 import pytest
 
-from image_gen.dry_run import (
-    IMAGENET_TRAIN_IMAGES,
-    EncoderSpec,
-    RecipeConfig,
-    count_parameters,
-    dry_run,
-    encoder_cost,
-    mae_recipe_paths,
-    main,
-    recipe_paths,
-)
-from image_gen.mae_recipe import MAERecipe, mae_dry_run
+from image_gen.dry_run import main
 from image_gen.models.dit import DiTConfig
+from image_gen.recipes.base import IMAGENET_TRAIN_IMAGES, mae_recipe_paths, recipe_paths
+from image_gen.recipes.generator import EncoderSpec, RecipeConfig, count_parameters, dry_run, encoder_cost
+from image_gen.recipes.mae import MAERecipe, mae_dry_run
 
 EXPECTED = {  # file -> (size, N_c, N_pos, N_neg, N_unc, steps, lr)
     "imagenet_ablation_b2.yaml": ("DiT-B/2", 64, 64, 64, 16, 30_000, 2e-4),

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from drifting_policy.drift import drift_loss_with_metrics, multi_feature_drift_loss
-from image_gen.features import (
+from image_gen.models.mae import MAE, MAEConfig
+from image_gen.objectives.features import (
     FeatureConfig,
     cfg_neg_weight,
     count_features,
@@ -12,7 +13,6 @@ from image_gen.features import (
     feature_drift_loss,
     to_groups,
 )
-from image_gen.models.mae import MAE, MAEConfig
 
 
 @pytest.fixture(scope="module")

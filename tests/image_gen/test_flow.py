@@ -4,9 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from image_gen.flow import FlowDiT, FlowSampler, euler_sample, flow_loss, load_any_generator
 from image_gen.models.dit import DiTConfig
-from image_gen.train_flow import FlowTrainConfig, FlowTrainer, train_flow
+from image_gen.models.flow_dit import FlowDiT
+from image_gen.objectives.flow import FlowTrainConfig, flow_loss
+from image_gen.sampling import FlowSampler, euler_sample, load_any_generator
+from image_gen.training.trainer import Trainer, train
 
 TINY = dict(size="DiT-T/2", input_size=8, in_channels=4, num_in_context=2, num_style_tokens=0)
 
@@ -100,7 +102,7 @@ def tiny_train_config(tmp_path, fake_root, **overrides) -> FlowTrainConfig:
         device="cpu",
         model={"size": "DiT-T/4", "num_in_context": 2, "num_style_tokens": 0},
         batch_size=8,
-        steps=4,
+        max_steps=4,
         warmup_steps=2,
         log_every=1,
         sample_every=100,
@@ -111,9 +113,9 @@ def tiny_train_config(tmp_path, fake_root, **overrides) -> FlowTrainConfig:
 
 
 def test_resume_is_exact_and_checkpoint_loads_for_evaluation(tmp_path, fake_root):
-    straight = train_flow(tiny_train_config(tmp_path / "a", fake_root, steps=4))
-    train_flow(tiny_train_config(tmp_path / "b", fake_root, steps=2))
-    resumed = train_flow(tiny_train_config(tmp_path / "b", fake_root, steps=4))
+    straight = train(tiny_train_config(tmp_path / "a", fake_root, max_steps=4))
+    train(tiny_train_config(tmp_path / "b", fake_root, max_steps=2))
+    resumed = train(tiny_train_config(tmp_path / "b", fake_root, max_steps=4))
     for p, q in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
 
@@ -131,7 +133,7 @@ def test_config_errors_name_the_field(tmp_path, fake_root):
     with pytest.raises(ValueError, match="label_drop"):
         FlowTrainConfig(label_drop=1.0)
     with pytest.raises(ValueError, match="model.in_channels=4"):
-        FlowTrainer(tiny_train_config(tmp_path, fake_root, model={"size": "DiT-T/4", "in_channels": 4}))
+        Trainer(tiny_train_config(tmp_path, fake_root, model={"size": "DiT-T/4", "in_channels": 4}))
 
 
 def test_flow_training_leaves_global_torch_state_alone_and_saves_no_pickle(tmp_path, fake_root):
@@ -139,22 +141,22 @@ def test_flow_training_leaves_global_torch_state_alone_and_saves_no_pickle(tmp_p
     initial weights depend on config.seed only, and the resume state is a safetensors file."""
     from safetensors import safe_open
 
-    from image_gen.utils import load_train_state
+    from image_gen.training.state import load_train_state
 
     threads = torch.get_num_threads()
     torch.manual_seed(123)
     rng = torch.get_rng_state()
-    first = FlowTrainer(tiny_train_config(tmp_path, fake_root, num_threads=threads + 1))
+    first = Trainer(tiny_train_config(tmp_path, fake_root, num_threads=threads + 1))
     assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == threads
     torch.manual_seed(456)
-    second = FlowTrainer(tiny_train_config(tmp_path, fake_root))
+    second = Trainer(tiny_train_config(tmp_path, fake_root))
     pairs = zip(first.model.parameters(), second.model.parameters(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
-    other = FlowTrainer(tiny_train_config(tmp_path, fake_root, seed=1))
+    other = Trainer(tiny_train_config(tmp_path, fake_root, seed=1))
     pairs = zip(first.model.parameters(), other.model.parameters(), strict=True)
     assert any(not torch.equal(a, b) for a, b in pairs)
 
-    train_flow(tiny_train_config(tmp_path, fake_root, steps=2))
+    train(tiny_train_config(tmp_path, fake_root, max_steps=2))
     run = tmp_path / "flow"
     assert not list(run.glob("*.pt"))
     with safe_open(str(run / "train_state.safetensors"), framework="pt") as handle:

@@ -6,24 +6,26 @@ import pytest
 from test_sample_npz import write_checkpoint
 
 from image_gen.evaluate import main as eval_main
-from image_gen.flow import MODEL_KIND
 from image_gen.models.classifier import ClassifierConfig
-from image_gen.train_evaluator import EvaluatorTrainConfig, train_evaluator
+from image_gen.models.flow_dit import MODEL_KIND
+from image_gen.objectives.evaluator import EvaluatorTrainConfig
+from image_gen.training.trainer import train
 
 
 @pytest.fixture(scope="module")
 def evaluator(tmp_path_factory, fake_root):
-    path = tmp_path_factory.mktemp("flow_eval") / "evaluator.safetensors"
+    out_dir = tmp_path_factory.mktemp("flow_eval")
     config = EvaluatorTrainConfig(
-        out=str(path),
+        out_dir=str(out_dir),
+        run_name="evaluator",
         model=ClassifierConfig(width=4, feature_dim=16),
         data_root=str(fake_root),
         epochs=1,
         batch_size=64,
         device="cpu",
     )
-    train_evaluator(config)
-    return path
+    train(config)
+    return out_dir / "evaluator" / "evaluator.safetensors"
 
 
 def run(main, capsys, *args) -> dict:

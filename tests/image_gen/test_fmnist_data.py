@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from image_gen.data import load_fashion_mnist, load_pixels, read_idx, to_pixels
+from image_gen.data.fmnist import load_fashion_mnist, load_pixels, read_idx, to_pixels
 
 
 def test_missing_files_name_the_debian_install_command(tmp_path):

@@ -7,10 +7,11 @@ import torch
 from tiny_configs import tiny_train_config
 
 from image_gen.evaluate import main as eval_main
-from image_gen.models.classifier import ClassifierConfig
+from image_gen.models.classifier import ClassifierConfig, load_evaluator
+from image_gen.objectives.drifting import DriftingTrainConfig
+from image_gen.objectives.evaluator import EvaluatorTrainConfig
 from image_gen.sample import main as sample_main
-from image_gen.train import TrainConfig, train
-from image_gen.train_evaluator import EvaluatorTrainConfig, load_evaluator, train_evaluator
+from image_gen.training.trainer import train
 
 REQUIRED = {
     "fd",
@@ -29,10 +30,11 @@ REQUIRED = {
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, fake_root):
     tmp = tmp_path_factory.mktemp("eval")
-    evaluator = tmp / "evaluator.safetensors"
-    train_evaluator(
+    evaluator = tmp / "evaluator" / "evaluator.safetensors"
+    train(
         EvaluatorTrainConfig(
-            out=str(evaluator),
+            out_dir=str(tmp),
+            run_name="evaluator",
             model=ClassifierConfig(width=4, feature_dim=16),
             data_root=str(fake_root),
             epochs=1,
@@ -41,8 +43,9 @@ def artifacts(tmp_path_factory, fake_root):
         )
     )
     config = tiny_train_config(str(tmp), str(fake_root), None, run_name="gen", features={"kinds": ["global"]},
-                               model={"size": "DiT-T/4", "num_style_tokens": 4}, steps=2,
-                               warmup_steps=TrainConfig.warmup_steps, log_every=TrainConfig.log_every)
+                               model={"size": "DiT-T/4", "num_style_tokens": 4}, max_steps=2,
+                               warmup_steps=DriftingTrainConfig.warmup_steps,
+                               log_every=DriftingTrainConfig.log_every)
     train(config)
     return evaluator, tmp / "gen" / "model.safetensors"
 

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from image_gen.metrics import (
+from image_gen.evaluation.metrics import (
     class_accuracy,
     frechet_distance,
     inception_features,

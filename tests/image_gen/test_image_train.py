@@ -6,9 +6,10 @@ import pytest
 import torch
 from tiny_configs import tiny_train_config
 
-from image_gen.models.mae import MAE, MAEConfig
-from image_gen.train import TrainConfig, Trainer, load_generator, sample_alpha, train
-from image_gen.train_mae import save_mae
+from image_gen.models.mae import MAE, MAEConfig, save_mae
+from image_gen.objectives.drifting import DriftingTrainConfig, sample_alpha
+from image_gen.sampling import load_generator
+from image_gen.training.trainer import Trainer, train
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,8 @@ def tiny_config(tmp_path, fake_root, mae_path, **overrides):
 
 
 def test_alpha_follows_a_power_law_in_range():
-    config = TrainConfig(features={"kinds": ["global"]}, alpha_min=1.0, alpha_max=4.0, alpha_power=3.0)
+    config = DriftingTrainConfig(features={"kinds": ["global"]}, alpha_min=1.0, alpha_max=4.0,
+                                 alpha_power=3.0)
     alpha = sample_alpha(20000, config, torch.Generator().manual_seed(0))
     assert alpha.min() >= 1.0 and alpha.max() <= 4.0
     # p ~ a^-3 on [1, 4]: P(alpha < 2) = (1 - 2^-2) / (1 - 4^-2) = 0.8
@@ -35,11 +37,11 @@ def test_alpha_follows_a_power_law_in_range():
 
 def test_config_errors_say_what_to_set():
     with pytest.raises(ValueError, match="vae_path"):
-        TrainConfig(space="latent", features={"kinds": ["global"]})
+        DriftingTrainConfig(space="latent", features={"kinds": ["global"]})
     with pytest.raises(ValueError, match="encoder_path"):
-        TrainConfig()
+        DriftingTrainConfig()
     with pytest.raises(ValueError, match="n_neg=1"):
-        TrainConfig(features={"kinds": ["global"]}, n_neg=1)
+        DriftingTrainConfig(features={"kinds": ["global"]}, n_neg=1)
 
 
 def test_one_step_logs_finite_metrics(tmp_path, fake_root, mae_path):
@@ -54,9 +56,9 @@ def test_one_step_logs_finite_metrics(tmp_path, fake_root, mae_path):
 
 
 def test_resume_is_exact(tmp_path, fake_root, mae_path):
-    straight = train(tiny_config(tmp_path / "a", fake_root, mae_path, steps=3))
-    train(tiny_config(tmp_path / "b", fake_root, mae_path, steps=2, checkpoint_every=2))
-    resumed = train(tiny_config(tmp_path / "b", fake_root, mae_path, steps=3))
+    straight = train(tiny_config(tmp_path / "a", fake_root, mae_path, max_steps=3))
+    train(tiny_config(tmp_path / "b", fake_root, mae_path, max_steps=2, checkpoint_every=2))
+    resumed = train(tiny_config(tmp_path / "b", fake_root, mae_path, max_steps=3))
     assert resumed.step == 3
     for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -76,16 +78,17 @@ def test_tiny_overfit_lands_samples_on_their_class(tmp_path, fake_root):
         n_classes=10,
         n_neg=8,
         n_pos=8,
-        steps=150,
+        max_steps=150,
         lr=2e-3,
         warmup_steps=10,
-        ema_decay=0.9,
+        ema_max_decay=0.9,
         temperatures=(0.2,),
     )
     trainer = train(config)
     labels = torch.arange(10).repeat_interleave(8)
     samples = trainer.ema.model.generate(labels, 1.0, torch.Generator().manual_seed(0)).flatten(1)
-    means = torch.stack([trainer.samples[trainer.labels == c].mean(0).flatten() for c in range(10)])
+    data = trainer.objective
+    means = torch.stack([data.samples[data.labels == c].mean(0).flatten() for c in range(10)])
     nearest = torch.cdist(samples, means).argmin(1)
     assert (nearest == labels).float().mean() > 0.9
 
@@ -105,7 +108,7 @@ def test_latent_space_step_caches_latents_once(tmp_path, fake_root, mae_path):
         model={"size": "DiT-T/2", "in_channels": 4, "input_size": 8, "num_style_tokens": 4},
     )
     trainer = Trainer(config)
-    assert trainer.samples.shape == (200, 4, 8, 8) and (tmp_path / "latents_train.pt").is_file()
+    assert trainer.objective.samples.shape == (200, 4, 8, 8) and (tmp_path / "latents_train.pt").is_file()
     metrics = trainer.train_step()
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
     assert trainer.sample_grid(per_class=1).shape == (10, 1, 32, 32)  # decoded to pixels
@@ -118,12 +121,12 @@ def test_resume_drops_metric_rows_logged_after_the_checkpoint(tmp_path, fake_roo
     import shutil
 
     run = tmp_path / "run"
-    train(tiny_config(tmp_path, fake_root, mae_path, steps=2))
+    train(tiny_config(tmp_path, fake_root, mae_path, max_steps=2))
     shutil.copy(run / "train_state.safetensors", tmp_path / "state_step2.safetensors")
-    train(tiny_config(tmp_path, fake_root, mae_path, steps=3))  # logs and checkpoints step 3
+    train(tiny_config(tmp_path, fake_root, mae_path, max_steps=3))  # logs and checkpoints step 3
     stale = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     shutil.copy(tmp_path / "state_step2.safetensors", run / "train_state.safetensors")  # the "crash"
-    train(tiny_config(tmp_path, fake_root, mae_path, steps=3))
+    train(tiny_config(tmp_path, fake_root, mae_path, max_steps=3))
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2, 3]
     assert rows[-1]["train/loss"] == stale["train/loss"]  # the same step 3, logged once
@@ -132,9 +135,9 @@ def test_resume_drops_metric_rows_logged_after_the_checkpoint(tmp_path, fake_roo
 def test_resume_state_is_safetensors_without_pickle(tmp_path, fake_root, mae_path):
     from safetensors import safe_open
 
-    from image_gen.utils import load_train_state
+    from image_gen.training.state import load_train_state
 
-    train(tiny_config(tmp_path, fake_root, mae_path, steps=2))
+    train(tiny_config(tmp_path, fake_root, mae_path, max_steps=2))
     run = tmp_path / "run"
     assert not list(run.glob("*.pt"))
     with safe_open(str(run / "train_state.safetensors"), framework="pt") as handle:

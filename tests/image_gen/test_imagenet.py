@@ -8,7 +8,7 @@ import torch
 from diffusers import AutoencoderKL
 from PIL import Image
 
-from image_gen.imagenet import (
+from image_gen.data.imagenet import (
     LATENT_SCALE,
     LatentCache,
     cache_latents,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from image_gen.data import cache_latents
+from image_gen.data.latents import cache_latents
 from image_gen.models.vae import LatentVAE, VAEConfig, build_autoencoder, load_vae, save_vae
 
 
@@ -44,20 +44,22 @@ def test_save_load_and_cache(tmp_path):
 
 
 def test_train_vae_leaves_global_torch_state_alone(tmp_path, fake_root):
-    """No torch.manual_seed / set_num_threads in train_vae: the caller's RNG and thread count survive, and
-    the trained weights depend on the seed only."""
-    from image_gen.train_vae import train_vae
+    """No torch.manual_seed / set_num_threads in the VAE objective: the caller's RNG and thread count
+    survive, and the trained weights depend on the seed only."""
+    from image_gen.objectives.vae import VAETrainConfig
+    from image_gen.training.trainer import train
 
     config = VAEConfig(block_out_channels=(8, 8, 8), norm_num_groups=4)
-    common = dict(steps=2, batch_size=4, data_root=str(fake_root), device_name="cpu", config=config)
+    common = dict(out_dir=str(tmp_path), max_steps=2, batch_size=4, data_root=str(fake_root), device="cpu",
+                  vae=config)
     threads = torch.get_num_threads()
     torch.manual_seed(123)
     rng = torch.get_rng_state()
-    first = train_vae(str(tmp_path / "a.safetensors"), **common)
+    first = train(VAETrainConfig(run_name="a", **common)).model
     assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == threads
     torch.manual_seed(456)
-    second = train_vae(str(tmp_path / "b.safetensors"), **common)
-    other = train_vae(str(tmp_path / "c.safetensors"), seed=1, **common)
+    second = train(VAETrainConfig(run_name="b", **common)).model
+    other = train(VAETrainConfig(run_name="c", seed=1, **common)).model
     a, b, c = (m.state_dict() for m in (first, second, other))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a)

@@ -1,4 +1,5 @@
-"""image-gen-train-mae: micro-batches, exact resume, and DDP (gloo, 2 CPU processes) == one process."""
+"""The MAE objective (image-gen-train-mae): micro-batches, exact resume, DDP (gloo, 2 CPU processes) == one
+process."""
 
 import json
 import os
@@ -12,7 +13,7 @@ from mae_ddp_worker import tiny_mae_config
 from safetensors.torch import load_file
 
 from image_gen.distributed import DistInfo
-from image_gen.train_mae import train_mae
+from image_gen.training.trainer import train
 
 WORKER = Path(__file__).with_name("mae_ddp_worker.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -31,32 +32,32 @@ def assert_same(a: dict, b: dict, exact: bool) -> None:
 
 def test_grad_accum_equals_one_batch(tmp_path, fake_root):
     """The loss is normalised by the global hidden-pixel count: 4 micro-batches == 1 batch (float order)."""
-    train_mae(tiny_mae_config(str(tmp_path / "one"), str(fake_root)), DistInfo())
-    train_mae(tiny_mae_config(str(tmp_path / "four"), str(fake_root), grad_accum=4), DistInfo())
+    train(tiny_mae_config(str(tmp_path / "one"), str(fake_root)), DistInfo())
+    train(tiny_mae_config(str(tmp_path / "four"), str(fake_root), grad_accum=4), DistInfo())
     one, four = weights(tmp_path / "one"), weights(tmp_path / "four")
     assert_same(one, four, exact=False)
     with pytest.raises(ValueError, match="batch_size=8"):
-        train_mae(tiny_mae_config(str(tmp_path / "bad"), str(fake_root), grad_accum=3), DistInfo())
+        train(tiny_mae_config(str(tmp_path / "bad"), str(fake_root), grad_accum=3), DistInfo())
 
 
 def test_resume_is_exact(tmp_path, fake_root, monkeypatch):
     """Stop after step 2 of 4 (the step-2 train_state.safetensors), resume to 4: equal to 4 straight steps."""
     import shutil
 
-    import image_gen.train_mae as train_mae_module
+    import image_gen.training.trainer as trainer_module
 
-    original = train_mae_module.save_mae_state
+    original = trainer_module.save_train_state
 
-    def save_and_keep(path, step, *args):
-        original(path, step, *args)
-        if step == 2:
+    def save_and_keep(state, path):
+        original(state, path)
+        if state[1]["step"] == 2:
             shutil.copy(path, tmp_path / "step2.safetensors")
 
-    monkeypatch.setattr(train_mae_module, "save_mae_state", save_and_keep)
-    train_mae(tiny_mae_config(str(tmp_path / "a"), str(fake_root), steps=4, checkpoint_every=2), DistInfo())
+    monkeypatch.setattr(trainer_module, "save_train_state", save_and_keep)
+    train(tiny_mae_config(str(tmp_path / "a"), str(fake_root), max_steps=4, checkpoint_every=2), DistInfo())
     (tmp_path / "b" / "mae").mkdir(parents=True)
     shutil.copy(tmp_path / "step2.safetensors", tmp_path / "b" / "mae" / "train_state.safetensors")
-    train_mae(tiny_mae_config(str(tmp_path / "b"), str(fake_root), steps=4), DistInfo())
+    train(tiny_mae_config(str(tmp_path / "b"), str(fake_root), max_steps=4), DistInfo())
     assert_same(weights(tmp_path / "a"), weights(tmp_path / "b"), exact=True)
 
 
@@ -68,7 +69,7 @@ def test_two_ranks_match_one_process_and_resume_on_one(tmp_path, fake_root):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     command += [str(WORKER), str(tmp_path / "ddp"), str(fake_root), "3"]
     subprocess.run(command, env=env, check=True, timeout=300, capture_output=True)
-    train_mae(tiny_mae_config(str(tmp_path / "single"), str(fake_root), steps=3), DistInfo())
+    train(tiny_mae_config(str(tmp_path / "single"), str(fake_root), max_steps=3), DistInfo())
     assert_same(weights(tmp_path / "ddp"), weights(tmp_path / "single"), exact=False)
     logged = [
         json.loads((tmp_path / r / "mae" / "metrics.jsonl").read_text().splitlines()[0])
@@ -78,7 +79,7 @@ def test_two_ranks_match_one_process_and_resume_on_one(tmp_path, fake_root):
         logged[1]["train/loss"], rel=1e-5
     )  # global loss, not a share
     for run in ("ddp", "single"):  # both step-3 checkpoints continued to step 5 in one process
-        train_mae(tiny_mae_config(str(tmp_path / run), str(fake_root), steps=5), DistInfo())
+        train(tiny_mae_config(str(tmp_path / run), str(fake_root), max_steps=5), DistInfo())
     assert_same(weights(tmp_path / "ddp"), weights(tmp_path / "single"), exact=False)
 
 
@@ -90,13 +91,13 @@ def test_train_mae_leaves_global_torch_state_alone_and_saves_no_pickle(tmp_path,
     threads = torch.get_num_threads()
     torch.manual_seed(123)
     rng = torch.get_rng_state()
-    config = tiny_mae_config(str(tmp_path / "a"), str(fake_root), steps=1, num_threads=threads + 1)
-    train_mae(config, DistInfo())
+    config = tiny_mae_config(str(tmp_path / "a"), str(fake_root), max_steps=1, num_threads=threads + 1)
+    train(config, DistInfo())
     assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == threads
     torch.manual_seed(456)
-    train_mae(tiny_mae_config(str(tmp_path / "b"), str(fake_root), steps=1), DistInfo())
+    train(tiny_mae_config(str(tmp_path / "b"), str(fake_root), max_steps=1), DistInfo())
     assert_same(weights(tmp_path / "a"), weights(tmp_path / "b"), exact=True)
-    train_mae(tiny_mae_config(str(tmp_path / "c"), str(fake_root), steps=1, seed=1), DistInfo())
+    train(tiny_mae_config(str(tmp_path / "c"), str(fake_root), max_steps=1, seed=1), DistInfo())
     assert any(not torch.equal(weights(tmp_path / "a")[k], v) for k, v in weights(tmp_path / "c").items())
     run = tmp_path / "a" / "mae"
     assert not list(run.glob("*.pt"))

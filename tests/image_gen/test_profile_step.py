@@ -3,19 +3,18 @@
 import torch
 from tiny_configs import tiny_train_config
 
-import image_gen.train as train_module
-from image_gen.models.mae import MAE, MAEConfig
+import image_gen.objectives.drifting as drifting_module
+from image_gen.models.mae import MAE, MAEConfig, save_mae
 from image_gen.profile_step import PARTS, profile
-from image_gen.train_mae import save_mae
 
 
 def test_profile_times_every_part_and_restores_the_field(tmp_path, fake_root):
     torch.manual_seed(0)
     mae_path = tmp_path / "mae.safetensors"
     save_mae(MAE(MAEConfig(width=4, blocks=(1, 1))), mae_path)
-    field = train_module.feature_drift_loss
+    field = drifting_module.feature_drift_loss
     result = profile(tiny_train_config(str(tmp_path), str(fake_root), str(mae_path)), steps=2, warmup=1)
-    assert train_module.feature_drift_loss is field
+    assert drifting_module.feature_drift_loss is field
     for part in PARTS:
         assert result[f"{part}_cpu_s"] >= 0.0, part
     assert result["generator_fwd_cpu_s"] > 0 and result["features_fwd_cpu_s"] > 0

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from drifting_policy.common.io import save_weights
 from image_gen.distributed import DistInfo
-from image_gen.flow import MODEL_KIND, FlowDiT
+from image_gen.evaluation.npz import rank_slice
 from image_gen.models.dit import DiT, DiTConfig
+from image_gen.models.flow_dit import MODEL_KIND, FlowDiT
 from image_gen.sample import main as sample_main
-from image_gen.sample import rank_slice
-from image_gen.utils import atomic_save_weights
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = DiTConfig(size="DiT-T/4", num_in_context=2, num_style_tokens=4)
@@ -29,7 +29,7 @@ def write_checkpoint(path: Path, kind: str = "drifting") -> Path:
     meta = {"dit_config": dataclasses.asdict(CONFIG), "step": 0, "space": "pixel"}
     if kind == MODEL_KIND:
         meta["model_kind"] = MODEL_KIND
-    atomic_save_weights({f"ema.{k}": v for k, v in model.state_dict().items()}, path, meta)
+    save_weights({f"ema.{k}": v for k, v in model.state_dict().items()}, path, meta)
     return path
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from image_gen.queue import DataStream, SampleQueue
+from image_gen.data.queue import DataStream, SampleQueue
 
 
 def values(n, start=0):

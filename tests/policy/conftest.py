@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from drifting_policy.data.normalizer import Normalizer
 from drifting_policy.policy import build_policy
+from drifting_policy.policy.normalizer import Normalizer
 
 LOW_DIM_META = {"obs": {"keypoint": {"shape": (3, 2), "type": "low_dim"},
                         "agent_pos": {"shape": (2,), "type": "low_dim"}},

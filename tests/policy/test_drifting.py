@@ -5,8 +5,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from drifting_policy.data.normalizer import Normalizer
 from drifting_policy.policy import DriftingConfig, DriftingPolicy, build_policy
+from drifting_policy.policy.drifting import NEIGHBOUR_ACTION_KEY
+from drifting_policy.policy.normalizer import Normalizer
 
 BIMODAL_META = {"obs": {"state": {"shape": (1,), "type": "low_dim"}}, "action": {"shape": (1,)}}
 
@@ -127,18 +128,25 @@ def test_ablation_modes_let_other_observations_chunks_attract(make_policy, optio
     policy, batch = make_policy("drifting", seed=3, batch_size=6)
     ablation, _ = make_policy("drifting", seed=3, batch_size=6, **options)
     ablation.load_state_dict(policy.state_dict())
+    others = torch.stack([batch["action"].roll(shift, 0) for shift in (1, 2)], dim=1)  # [B, 2, T, A]
     _, own = policy.compute_loss(batch, torch.Generator().manual_seed(0))
-    _, ablated = ablation.compute_loss(batch, torch.Generator().manual_seed(0))
+    with_others = {**batch, NEIGHBOUR_ACTION_KEY: others}
+    _, ablated = ablation.compute_loss(with_others, torch.Generator().manual_seed(0))
     assert ablated["nearest_pos_dist"] < own["nearest_pos_dist"]
 
 
-def test_extra_positives_are_nearest_observations(make_policy):
-    policy, _ = make_policy("drifting", extra_positives_k=1)
-    cond = torch.tensor([[0.0], [0.1], [5.0], [5.3]])
-    action = torch.arange(4.0).unsqueeze(1)  # chunk i is [i]
-    assert policy.positives(action, cond).squeeze(-1).tolist() == [[0, 1], [1, 0], [2, 3], [3, 2]]
-    with pytest.raises(ValueError, match="extra_positives_k=1"):
-        policy.positives(action[:1], cond[:1])
+def test_extra_positives_are_the_datasets_neighbour_chunks_normalised(make_policy):
+    policy, batch = make_policy("drifting", extra_positives_k=1)
+    action = batch["action"]  # [B, T, A] raw
+    neighbours = action.flip(0).unsqueeze(1)  # [B, 1, T, A]: observation i's neighbour is B - 1 - i
+    own = policy.normalizer.normalize("action", action).reshape(len(action), -1)
+    positives = policy.positives(own, {**batch, NEIGHBOUR_ACTION_KEY: neighbours})  # [B, 2, D]
+    torch.testing.assert_close(positives[:, 0], own)
+    torch.testing.assert_close(positives[:, 1], own.flip(0))
+    with pytest.raises(ValueError, match="NeighbourPositives"):
+        policy.positives(own, batch)
+    with pytest.raises(ValueError, match=r"expected \[4, 1, 8, 2\]"):
+        policy.positives(own, {**batch, NEIGHBOUR_ACTION_KEY: neighbours[:, :, :3]})
 
 
 @pytest.mark.parametrize(("options", "field"), [({"samples_per_obs": 1}, "samples_per_obs"),

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from drifting_policy.data.normalizer import Normalizer
 from drifting_policy.policy import BasePolicy, RegressionConfig, RegressionPolicy, build_policy
+from drifting_policy.policy.normalizer import Normalizer
 
 
 @pytest.mark.parametrize("backbone", ["unet", "mlp"])
@@ -17,6 +17,17 @@ def test_shapes(make_policy, metas, backbone, obs_type):
     assert loss.shape == () and set(metrics) == {"loss"}
     policy.eval()
     assert policy.predict_action(batch["obs"]).shape == (4, 8, 2)
+
+
+def test_loss_is_the_mse_to_the_minmax_normalised_demo_chunk(make_policy):
+    policy, batch = make_policy("regression")
+    loss, _ = policy.compute_loss(batch)
+    action = batch["action"]  # [B, T, A] raw; the normaliser was fitted on this batch
+    low, high = action.amin(dim=(0, 1)), action.amax(dim=(0, 1))
+    target = 2 * (action - low) / (high - low) - 1
+    expected = (policy.regress(policy.encode_obs(batch["obs"])) - target).square().mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    assert float(loss) > 0.01  # not a trivial zero
 
 
 def test_deterministic_one_call_and_generator_ignored(make_policy, count_calls):

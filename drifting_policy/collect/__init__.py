@@ -1,0 +1,1 @@
+"""`drifting-collect`: drives the envs' scripted experts and writes Push-T zarr / robomimic hdf5 stores."""

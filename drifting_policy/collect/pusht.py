@@ -1,0 +1,222 @@
+"""Collect Push-T demonstrations with the scripted expert into a zarr replay buffer (DP's layout).
+
+Episode ``i`` uses env seed ``seed + i`` (Diffusion Policy's legacy reset) and an expert whose
+generator is seeded with the same number, so an episode depends only on its seed. Each recorded step
+holds the observation *before* the action and the action then taken (DP's convention); an episode ends
+at success (coverage > 0.95) or after ``max_steps``. Only successful episodes are kept unless
+``keep_failed``.
+
+Safety: the store is written to ``<out>.partial`` with attribute ``complete=False`` and renamed to
+``<out>`` (``complete=True``) only after the last episode, so an interrupted run never leaves a store
+at ``<out>``, and ``ReplayBuffer.open`` refuses the ``.partial`` one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from drifting_policy.collect.settings import (
+    CollectSummary,
+    check_demo_seeds,
+    config_from_mapping,
+    package_version,
+    partial_destination,
+)
+from drifting_policy.data.replay_buffer import COMPLETE_ATTR, ReplayBuffer
+
+OBS_TYPES = ("state", "keypoints", "image")
+# Episodes are written in batches: every zarr append costs ~10 ms per array, and an interrupted run
+# is discarded anyway.
+WRITE_EVERY = 16
+
+DEFAULT_OUT = "data/pusht/pusht_scripted.zarr"
+
+ExpertFactory = Callable[[np.random.Generator, float], Any]
+
+
+@dataclass
+class PushTCollectConfig:
+    """What to collect. ``obs_types`` picks the recorded observations beyond ``state``, ``action`` and
+    ``n_contacts`` (always stored): "keypoints" -> ``data/keypoint``, "image" -> ``data/img``."""
+
+    out: str = DEFAULT_OUT
+    episodes: int = 200  # episodes attempted, seeds seed .. seed + episodes - 1
+    seed: int = 0
+    obs_types: tuple[str, ...] = OBS_TYPES
+    render_images: bool = True  # False drops "image" (about 3x faster collection)
+    keep_failed: bool = False
+    noise_std: float = 0.0  # Gaussian noise on the expert's actions, pixels
+    max_steps: int = 300
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        self.obs_types = tuple(self.obs_types)
+        check_demo_seeds(self.seed, self.episodes)
+        unknown = set(self.obs_types) - set(OBS_TYPES)
+        if unknown:
+            raise ValueError(f"obs_types={list(self.obs_types)}; unknown {sorted(unknown)}, expected a "
+                             f"subset of {OBS_TYPES}")
+        if self.noise_std < 0:
+            raise ValueError(f"noise_std={self.noise_std}; expected >= 0 (pixels)")
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps={self.max_steps}; expected >= 1 (DP uses 300)")
+        if not str(self.out) or Path(self.out).suffix != ".zarr":
+            raise ValueError(f"out={self.out!r}: Push-T writes a zarr store; pass out=<path>.zarr, e.g. "
+                             f"out={DEFAULT_OUT}")
+
+    @property
+    def record_images(self) -> bool:
+        return self.render_images and "image" in self.obs_types
+
+    @property
+    def recorded_obs_types(self) -> tuple[str, ...]:
+        return tuple(t for t in self.obs_types if t != "image" or self.record_images)
+
+
+def collect(cfg: Mapping[str, Any]) -> CollectSummary:
+    """Entry for ``drifting-collect task=pusht``: cfg holds PushTCollectConfig fields (+ ``task``)."""
+    return collect_pusht(config_from_mapping(PushTCollectConfig, cfg))
+
+
+def collect_pusht(config: PushTCollectConfig, expert_factory: ExpertFactory | None = None) -> CollectSummary:
+    """Run the expert on seeds seed .. seed + episodes - 1 and write ``config.out``.
+
+    expert_factory(rng, noise_std) -> object with ``reset()`` and ``act(env) -> [2]``; default
+    ``envs.pusht.expert.PushTExpert``.
+    """
+    out = Path(config.out)
+    partial = partial_destination(out, config.overwrite)
+    if expert_factory is None:
+        expert_factory, expert_version = _default_expert()
+    else:
+        expert_version = getattr(expert_factory, "version", "custom")
+    if partial.exists():  # left by an interrupted run
+        shutil.rmtree(partial)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    buffer = ReplayBuffer.create(partial, attrs=_attrs(config, expert_version))
+    start = time.perf_counter()
+    try:
+        counts = _run_episodes(config, buffer, expert_factory)
+    except BaseException:
+        print(f"collection interrupted; incomplete store left at {partial} (never read as a dataset)",
+              file=sys.stderr)
+        raise
+    seconds = time.perf_counter() - start
+    attempted, succeeded = counts
+    if buffer.n_episodes == 0:
+        raise RuntimeError(f"no episode kept out of {attempted} (succeeded {succeeded}); nothing "
+                           f"written to {out}")
+    buffer.update_attrs(attempted=attempted, succeeded=succeeded, kept=buffer.n_episodes,
+                        steps=buffer.n_steps, seconds=round(seconds, 2), **{COMPLETE_ATTR: True})
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    return CollectSummary(out, attempted, succeeded, buffer.n_episodes, buffer.n_steps, seconds)
+
+
+def _default_expert() -> tuple[ExpertFactory, str]:
+    from envs.pusht import expert as expert_module
+
+    version = getattr(expert_module, "EXPERT_VERSION", None) or getattr(expert_module, "__version__",
+                                                                        "unversioned")
+
+    def factory(rng: np.random.Generator, noise_std: float) -> Any:
+        return expert_module.PushTExpert(rng, noise_std=noise_std)
+
+    return factory, str(version)
+
+
+def _attrs(config: PushTCollectConfig, expert_version: str) -> dict[str, Any]:
+    return {
+        COMPLETE_ATTR: False,
+        "task": "pusht",
+        "layout": "diffusion_policy",
+        "expert": "envs.pusht.expert.PushTExpert",
+        "expert_version": expert_version,
+        "seed": config.seed,  # first env seed; episode i used seed + i (also in meta/seed)
+        "n_seeds": config.episodes,
+        "obs_types": list(config.recorded_obs_types),
+        "noise_std": config.noise_std,
+        "max_steps": config.max_steps,
+        "keep_failed": config.keep_failed,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "package_version": package_version(),
+        "source_sha256": source_digest(),
+    }
+
+
+def source_digest() -> str:
+    """sha256 (16 hex) of envs/pusht/*.py except this file: the env and expert code the data came from,
+    which identifies the data even when EXPERT_VERSION was not bumped after a change."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if path.name != Path(__file__).name:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _run_episodes(config: PushTCollectConfig, buffer: ReplayBuffer,
+                  expert_factory: ExpertFactory) -> tuple[int, int]:
+    from envs.pusht.env import PushTEnv
+
+    obs_type = "image" if config.record_images else "keypoints"
+    env = PushTEnv(obs_type=obs_type, max_episode_steps=config.max_steps)
+    succeeded, kept = 0, 0
+    pending: list[dict[str, np.ndarray]] = []
+    pending_meta: list[dict[str, Any]] = []
+    seeds = range(config.seed, config.seed + config.episodes)
+    with tqdm(seeds, desc="collect pusht", unit="ep", disable=not config.progress) as bar:
+        for attempted, seed in enumerate(bar, start=1):
+            expert = expert_factory(np.random.default_rng(seed), config.noise_std)
+            episode, success = record_episode(env, expert, seed, config)
+            succeeded += success
+            if success or config.keep_failed:
+                pending.append(episode)
+                pending_meta.append({"seed": seed, "success": success})
+                kept += 1
+            if len(pending) >= WRITE_EVERY or (attempted == config.episodes and pending):
+                buffer.add_episodes(pending, pending_meta)
+                pending, pending_meta = [], []
+            bar.set_postfix(success=f"{succeeded / attempted:.1%}", kept=kept)
+    return config.episodes, succeeded
+
+
+def record_episode(env: Any, expert: Any, seed: int,
+                   config: PushTCollectConfig) -> tuple[dict[str, np.ndarray], bool]:
+    """One episode: {key: [T, ...]} of pre-action observations and actions, and whether it succeeded."""
+    from envs.pusht.geometry import block_keypoints
+
+    obs, info = env.reset(seed=seed)
+    expert.reset()
+    steps: dict[str, list[np.ndarray]] = {"state": [], "action": [], "n_contacts": []}
+    if "keypoints" in config.obs_types:
+        steps["keypoint"] = []
+    if config.record_images:
+        steps["img"] = []
+    success = False
+    for _ in range(config.max_steps):
+        action = np.asarray(expert.act(env), dtype=np.float32).reshape(2)
+        steps["state"].append(np.asarray(info["state"], dtype=np.float32))  # [5]
+        steps["n_contacts"].append(np.array([info["n_contacts"]], dtype=np.float32))  # [1]
+        if "keypoint" in steps:
+            steps["keypoint"].append(block_keypoints(env.world.block_pose()).astype(np.float32))  # [9, 2]
+        if "img" in steps:
+            steps["img"].append(obs["image"])  # [96, 96, 3] uint8
+        steps["action"].append(action)
+        obs, _, terminated, truncated, info = env.step(action)
+        success = bool(info["is_success"])
+        if terminated or truncated:
+            break
+    return {key: np.stack(values) for key, values in steps.items()}, success

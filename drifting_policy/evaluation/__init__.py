@@ -1,0 +1,1 @@
+"""Evaluation: the closed-loop runner and `drifting-eval`, `-bench`, `-modes`, `-demo`."""

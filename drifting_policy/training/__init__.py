@@ -1,0 +1,1 @@
+"""Training: the one trainer for every policy, policy checkpoints, and `drifting-train` (train.py)."""
