@@ -39,7 +39,8 @@ test: $(STAMP) system-deps
 test-slow: $(STAMP) system-deps
 	$(PY) -m pytest -m slow
 
-# image_gen chain at toy size: MAE pre-training -> generator -> evaluation JSON (last line).
+# image_gen chain at toy size: MAE pre-training -> generator -> evaluation JSON (last line). Running it
+# again trains nothing: a finished run resumes as a no-op (resume=true); delete runs/<run_name> to retrain.
 imagegen-smoke: $(STAMP) system-deps
 	$(VENV)/bin/image-gen-train-mae --config-name mae_smoke
 	$(VENV)/bin/image-gen-train --config-name smoke

@@ -98,6 +98,10 @@ def check_image_run_folder(config, world_size: int = 1) -> dict | None:
         if "micro_batches_per_step" not in stored:  # config.yaml or older states: no rank count recorded
             new = {k: v for k, v in new.items() if k not in ("micro_batches_per_step", "world_size")}
         describe = f"objective={stored.get('objective', '?')}, step {meta.get('step', '?')}"
+        if stored.get("objective", config.objective) != config.objective:  # before the list of every field
+            raise ValueError(f"{run_dir} holds a run ({describe}) of another objective (objective: "
+                             f"{stored['objective']!r} -> {config.objective!r}); pick a new run_name (or "
+                             "out_dir) for this one")
     try:
         resuming = check_run_folder(run_dir, state, config.resume, stored, new, RESUME_MAY_CHANGE, describe)
     except (FileExistsError, ValueError) as error:  # the same rule, in this config's key names

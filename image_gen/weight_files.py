@@ -23,7 +23,7 @@ KINDS = (
     ("mae_config", "an MAE encoder (mae.safetensors)"),
     ("vae_config", "a VAE (vae.safetensors)"),
     ("classifier_config", "an evaluator (evaluator.safetensors)"),
-    ("policy_name", "a drifting-policy checkpoint (drifting-train), not an image_gen file"),
+    ("policy_name", "a drifting-policy checkpoint (drifting-train)"),
 )
 
 
@@ -34,8 +34,9 @@ def _decode(value: str):
         return value
 
 
-def read_metadata(path: str | Path) -> dict:
-    """The JSON-decoded metadata of a safetensors file; ValueError naming the file if it cannot be read."""
+def read_metadata(path: str | Path, hint: str = "") -> dict:
+    """The JSON-decoded metadata of a safetensors file; ValueError naming the file (and ``hint``, the file to
+    pass instead) if it cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found" + (" (a folder)" if path.is_dir() else ""))
@@ -44,7 +45,7 @@ def read_metadata(path: str | Path) -> dict:
             raw = handle.metadata() or {}
     except Exception as error:  # safetensors raises its own error type for any damage
         raise ValueError(f"{path}: not a readable safetensors file ({error}); the file is damaged or of "
-                         "another format") from error
+                         f"another format" + (f": {hint}" if hint else "")) from error
     return {key: _decode(value) for key, value in raw.items()}
 
 
@@ -59,7 +60,7 @@ def describe(metadata: dict) -> str:
 def check_kind(path: str | Path, key: str, expected: str, hint: str) -> dict:
     """The metadata of ``path`` if it holds ``key``; else ValueError: `<path> is <kind>, not <expected>;
     <hint>`. ``hint`` says which file to pass instead."""
-    metadata = read_metadata(path)
+    metadata = read_metadata(path, hint)
     if key not in metadata:
         raise ValueError(f"{path} is {describe(metadata)}, not {expected}; {hint}")
     return metadata

@@ -19,7 +19,8 @@ from drifting_policy.common.io import save_weights
 from image_gen.weight_files import check_kind, read_weights
 
 STATE_KEY = "resume_state"
-STATE_HINT = "pass the train_state.safetensors of an image run (written by save_train_state)"
+# train states are replaced whole (atomic writes): a crash cannot damage one, a copy or an edit can
+STATE_HINT = "expected the train_state.safetensors of an image run; restore it, or start a new run_name"
 
 
 def save_train_state(state: tuple[dict[str, Tensor], dict], path: str | Path) -> None:

@@ -227,8 +227,6 @@ class Trainer:
         checkpoint is written by :meth:`fit`, after the objective's final row and export."""
         cfg, step = self.config, self.step
         final = step == self.max_steps
-        if step % cfg.checkpoint_every == 0 and not final:
-            self.save()
         if self.dist.is_main:
             if step % cfg.log_every == 0 or final:
                 self.logger.log({**metrics, **self._throughput()}, step)
@@ -236,7 +234,8 @@ class Trainer:
                 grid = self.sample_grid()
                 if grid is not None:
                     save_grid(grid, grid_path(self.run_dir, step), nrow=GRID_PER_CLASS)
-
+        if step % cfg.checkpoint_every == 0 and not final:
+            self.save()
 
     def _throughput(self) -> dict[str, float]:
         steps, seconds = self._window

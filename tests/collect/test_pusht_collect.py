@@ -130,3 +130,35 @@ def test_console_entry_point(tmp_path, monkeypatch):
     buffer = ReplayBuffer.open(tmp_path / "data" / "pusht" / "pusht_scripted.zarr")
     assert buffer.n_steps == 2 and buffer.attrs["seed"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no hydra outputs/ left behind
+
+
+def test_a_collection_killed_for_real_is_marked_incomplete_and_a_rerun_recovers(tmp_path):
+    """SIGKILL a real drifting-collect once its first episodes are on disk: no store at `out`, the partial
+    one refuses to open, and the same command again collects exactly what an uninterrupted run collects."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    def command(out):
+        return [sys.executable, "-m", "drifting_policy.collect.cli", "task=pusht", "episodes=6", "seed=11",
+                f"out={out}", "render_images=false", "progress=false"]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out, partial = tmp_path / "killed.zarr", tmp_path / "killed.zarr.partial"
+    process = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (partial / "meta" / "episode_ends").exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert partial.exists() and not out.exists()
+    with pytest.raises(ValueError, match="interrupted"):
+        ReplayBuffer.open(partial)
+    subprocess.run(command(out), env=env, check=True, capture_output=True, timeout=120)
+    reference = tmp_path / "reference.zarr"
+    subprocess.run(command(reference), env=env, check=True, capture_output=True, timeout=120)
+    recovered, expected = ReplayBuffer.open(out), ReplayBuffer.open(reference)
+    assert not partial.exists() and recovered.n_episodes == 6
+    for key in expected.keys():
+        np.testing.assert_array_equal(recovered[key][:], expected[key][:])

@@ -15,8 +15,6 @@ def test_profile_times_every_part_and_restores_the_field(tmp_path, fake_root):
     field = drifting_module.feature_drift_loss
     result = profile(tiny_train_config(str(tmp_path), str(fake_root), str(mae_path)), steps=2, warmup=1)
     assert drifting_module.feature_drift_loss is field
-    for part in PARTS:
-        assert result[f"{part}_cpu_s"] >= 0.0, part
     assert result["generator_fwd_cpu_s"] > 0 and result["features_fwd_cpu_s"] > 0
     assert result["backward_generator_cpu_s"] > 0  # the gradient reached the generator output
     shares = sum(result[f"{part}_share"] for part in PARTS)

@@ -79,7 +79,7 @@ def test_killed_runs_resume_bit_identically(tmp_path, fake_root, mae_path):
         time.sleep(0.02)
     time.sleep(random.Random(0).uniform(0.0, 0.3))
     killed.send_signal(signal.SIGKILL)
-    print("KILL", killed.wait(timeout=30), len(lines(crashed)), read_state_metadata(crashed / "train_state.safetensors")["step"], file=sys.stderr)
+    killed.wait(timeout=30)
     # 4. resumed to the end
     finished = start(crashed.parent, fake_root, mae_path)
     assert finished.wait(timeout=120) == 0, finished.stderr.read()
