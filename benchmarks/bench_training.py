@@ -52,8 +52,9 @@ def setup(store: str, name: str, backbone: str):
     return policy, iter(loader), batch_size
 
 
-def time_steps(store: str, name: str, backbone: str, steps: int) -> dict:
-    """Whole training steps as the trainer runs them (AdamW, grad clip, EMA), split into phases."""
+def time_steps(store: str, name: str, backbone: str, steps: int, bf16: bool = False) -> dict:
+    """Whole training steps as the trainer runs them (AdamW, grad clip, EMA), split into phases; `bf16` runs
+    the forward pass under CPU bfloat16 autocast (the drift field casts to float32 itself)."""
     policy, batches, batch_size = setup(store, name, backbone)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3, betas=(0.95, 0.999), weight_decay=1e-6)
     ema = EMA(policy, 0.75, 0.9999)
@@ -64,7 +65,8 @@ def time_steps(store: str, name: str, backbone: str, steps: int) -> dict:
         marks = [time.perf_counter()]
         batch = next(batches)
         marks.append(time.perf_counter())
-        loss, _ = policy.compute_loss(batch, generator)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = policy.compute_loss(batch, generator)
         marks.append(time.perf_counter())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -78,7 +80,7 @@ def time_steps(store: str, name: str, backbone: str, steps: int) -> dict:
             for key, start, end in zip(phases, marks[:-1], marks[1:], strict=True):
                 phases[key] += end - start
     seconds = sum(phases.values())
-    return {"policy": name, "backbone": backbone, "obs_per_step": batch_size,
+    return {"policy": name, "backbone": backbone, "bf16": bf16, "obs_per_step": batch_size,
             "steps_per_s": steps / seconds, "obs_per_s": steps * batch_size / seconds,
             **{f"ms_{key}": 1000 * value / steps for key, value in phases.items()}}
 
@@ -111,18 +113,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--backbones", nargs="+", default=["mlp", "unet"])
+    parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
+    parser.add_argument("--bf16", action="store_true", help="also time every row under bfloat16 autocast")
     args = parser.parse_args(argv)
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
         for backbone in args.backbones:
-            for name in POLICIES:
-                row = {"threads": threads, **time_steps(args.store, name, backbone, args.steps)}
-                if name == "drifting":
-                    row.update(drifting_forward_split(args.store, backbone, args.steps))
-                rows.append(row)
-                shown = (f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
-                print(" | ".join(shown), flush=True)
+            for name in args.policies:
+                for bf16 in (False, True) if args.bf16 else (False,):
+                    row = {"threads": threads, **time_steps(args.store, name, backbone, args.steps, bf16)}
+                    if name == "drifting" and not bf16:
+                        row.update(drifting_forward_split(args.store, backbone, args.steps))
+                    rows.append(row)
+                    shown = (f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+                    print(" | ".join(shown), flush=True)
     print(json.dumps({"rows": rows}))
 
 

@@ -2,6 +2,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -20,3 +21,14 @@ def user_errors_raise(monkeypatch):
 @pytest.fixture(scope="session")
 def fake_root(tmp_path_factory):
     return write_fake_fmnist(tmp_path_factory.mktemp("fmnist"))
+
+
+@pytest.fixture(scope="session")
+def mae_path(tmp_path_factory):
+    """A tiny random MAE feature encoder saved once (width 4, one block per stage)."""
+    from image_gen.models.mae import MAE, MAEConfig, save_mae
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("mae") / "mae.safetensors"
+    save_mae(MAE(MAEConfig(width=4, blocks=(1, 1))), path)
+    return str(path)

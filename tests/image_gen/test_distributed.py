@@ -11,20 +11,11 @@ import torch
 from ddp_worker import tiny_config
 
 from image_gen.distributed import DistInfo, init_distributed, mean_metrics, rank_seed, split_groups
-from image_gen.models.mae import MAE, MAEConfig, save_mae
 from image_gen.training.state import load_train_state
 from image_gen.training.trainer import Trainer, train
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def mae_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("mae") / "mae.safetensors"
-    save_mae(MAE(MAEConfig(width=4, blocks=(1, 1))), path)
-    return str(path)
 
 
 def test_rank_seed_is_distinct_and_reproducible():

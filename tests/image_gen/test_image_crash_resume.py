@@ -13,25 +13,15 @@ import sys
 import time
 
 import pytest
-import torch
 from safetensors.torch import load_file
 from tiny_configs import tiny_train_overrides
 
 from drifting_policy.common.faults import FAILPOINT_ENV
-from image_gen.models.mae import MAE, MAEConfig, save_mae
 from image_gen.training.state import read_state_metadata
 
 TIME_KEYS = ("train/steps_per_s", "train/images_per_s", "train/minutes")  # wall-clock: differ by nature
 SIGKILL_STATUS = -signal.SIGKILL
 STEPS = 12
-
-
-@pytest.fixture(scope="module")
-def mae_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("mae") / "mae.safetensors"
-    save_mae(MAE(MAEConfig(width=4, blocks=(1, 1))), path)
-    return str(path)
 
 
 def start(out_dir, fake_root, mae_path, failpoint: str | None = None) -> subprocess.Popen:

@@ -14,7 +14,6 @@ import torch
 from safetensors.torch import load_file
 from tiny_configs import tiny_train_config
 
-from image_gen.models.mae import MAE, MAEConfig, save_mae
 from image_gen.objectives.flow import FlowTrainConfig
 from image_gen.objectives.mae import MAETrainConfig
 from image_gen.training.trainer import NonFiniteLossError, train
@@ -23,14 +22,6 @@ from image_gen.training.trainer import NonFiniteLossError, train
 def folder_digest(folder) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def mae_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("mae") / "mae.safetensors"
-    save_mae(MAE(MAEConfig(width=4, blocks=(1, 1))), path)
-    return str(path)
 
 
 @pytest.fixture(scope="module")

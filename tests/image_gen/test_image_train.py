@@ -6,18 +6,9 @@ import pytest
 import torch
 from tiny_configs import tiny_train_config
 
-from image_gen.models.mae import MAE, MAEConfig, save_mae
 from image_gen.objectives.drifting import DriftingTrainConfig, sample_alpha
 from image_gen.sampling import load_generator
 from image_gen.training.trainer import Trainer, train
-
-
-@pytest.fixture(scope="module")
-def mae_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("mae") / "mae.safetensors"
-    save_mae(MAE(MAEConfig(width=4, blocks=(1, 1))), path)
-    return str(path)
 
 
 def tiny_config(tmp_path, fake_root, mae_path, **overrides):
