@@ -56,7 +56,10 @@ class PushTCollectConfig:
     obs_types: tuple[str, ...] = OBS_TYPES
     render_images: bool = True  # False drops "image" (about 3x faster collection)
     keep_failed: bool = False
-    noise_std: float = 0.0  # Gaussian noise on the expert's actions, pixels
+    noise_std: float = 0.0  # Gaussian noise on the expert's actions, pixels (recorded as executed)
+    # DART-style recovery data: the env executes the expert's action plus N(0, sigma^2) pixels while the
+    # store records the expert's own action, so demos show how it recovers from states it would not visit
+    execution_noise_std: float = 0.0
     max_steps: int = 300
     overwrite: bool = False
     progress: bool = True
@@ -68,8 +71,9 @@ class PushTCollectConfig:
         if unknown:
             raise ValueError(f"obs_types={list(self.obs_types)}; unknown {sorted(unknown)}, expected a "
                              f"subset of {OBS_TYPES}")
-        if self.noise_std < 0:
-            raise ValueError(f"noise_std={self.noise_std}; expected >= 0 (pixels)")
+        if self.noise_std < 0 or self.execution_noise_std < 0:
+            raise ValueError(f"noise_std={self.noise_std}, execution_noise_std={self.execution_noise_std}; "
+                             "expected >= 0 (pixels)")
         if self.max_steps < 1:
             raise ValueError(f"max_steps={self.max_steps}; expected >= 1 (DP uses 300)")
         if not str(self.out) or Path(self.out).suffix != ".zarr":
@@ -149,6 +153,7 @@ def _attrs(config: PushTCollectConfig, expert_version: str) -> dict[str, Any]:
         "n_seeds": config.episodes,
         "obs_types": list(config.recorded_obs_types),
         "noise_std": config.noise_std,
+        "execution_noise_std": config.execution_noise_std,
         "max_steps": config.max_steps,
         "keep_failed": config.keep_failed,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -196,10 +201,11 @@ def _run_episodes(config: PushTCollectConfig, buffer: ReplayBuffer,
 def record_episode(env: Any, expert: Any, seed: int,
                    config: PushTCollectConfig) -> tuple[dict[str, np.ndarray], bool]:
     """One episode: {key: [T, ...]} of pre-action observations and actions, and whether it succeeded."""
-    from envs.pusht.geometry import block_keypoints
+    from envs.pusht.geometry import WINDOW_SIZE, block_keypoints
 
     obs, info = env.reset(seed=seed)
     expert.reset()
+    perturbation = np.random.default_rng([seed, 1])  # execution noise: its own stream, fixed by the seed
     steps: dict[str, list[np.ndarray]] = {"state": [], "action": [], "n_contacts": []}
     if "keypoints" in config.obs_types:
         steps["keypoint"] = []
@@ -214,7 +220,10 @@ def record_episode(env: Any, expert: Any, seed: int,
             steps["keypoint"].append(block_keypoints(env.world.block_pose()).astype(np.float32))  # [9, 2]
         if "img" in steps:
             steps["img"].append(obs["image"])  # [96, 96, 3] uint8
-        steps["action"].append(action)
+        steps["action"].append(action)  # the expert's label, also under execution noise
+        if config.execution_noise_std > 0:
+            noise = config.execution_noise_std * perturbation.standard_normal(2)
+            action = np.clip(action + noise, 0.0, float(WINDOW_SIZE)).astype(np.float32)
         obs, _, terminated, truncated, info = env.step(action)
         success = bool(info["is_success"])
         if terminated or truncated:

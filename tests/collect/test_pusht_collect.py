@@ -162,3 +162,24 @@ def test_a_collection_killed_for_real_is_marked_incomplete_and_a_rerun_recovers(
     assert not partial.exists() and recovered.n_episodes == 6
     for key in expected.keys():
         np.testing.assert_array_equal(recovered[key][:], expected[key][:])
+
+
+def test_execution_noise_moves_the_agent_but_the_label_stays_the_experts(tmp_path):
+    """DART-style recovery data: a StayExpert commands the agent's current position, so without noise the
+    agent never moves; with execution noise it wanders, and every recorded action is still exactly the
+    expert's command at the recorded state (its position), not the perturbed one that was executed."""
+    def stay(rng, noise_std):
+        return StayExpert()
+
+    stores = {}
+    for sigma in (0.0, 15.0):
+        out = tmp_path / f"sigma{sigma}.zarr"
+        collect_pusht(PushTCollectConfig(out=str(out), episodes=1, seed=4, render_images=False, max_steps=40,
+                                         keep_failed=True, execution_noise_std=sigma, progress=False),
+                      expert_factory=stay)
+        stores[sigma] = ReplayBuffer.open(out)
+    still, moved = stores[0.0]["state"][:], stores[15.0]["state"][:]
+    assert np.ptp(still[:, :2], axis=0).max() < 1e-3  # the agent stands still
+    assert np.ptp(moved[:, :2], axis=0).max() > 5.0  # execution noise moved it
+    np.testing.assert_allclose(stores[15.0]["action"][:], moved[:, :2], atol=1e-4)  # label = expert command
+    assert stores[15.0].attrs["execution_noise_std"] == 15.0
