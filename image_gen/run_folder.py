@@ -102,21 +102,9 @@ def check_image_run_folder(config, world_size: int = 1) -> dict | None:
             raise ValueError(f"{run_dir} holds a run ({describe}) of another objective (objective: "
                              f"{stored['objective']!r} -> {config.objective!r}); pick a new run_name (or "
                              "out_dir) for this one")
-    try:
-        resuming = check_run_folder(run_dir, state, config.resume, stored, new, RESUME_MAY_CHANGE, describe)
-    except (FileExistsError, ValueError) as error:  # the same rule, in this config's key names
-        message = str(error)
-        for policy_words, image_words in _WORDING:
-            message = message.replace(policy_words, image_words)
-        raise type(error)(message) from None
+    resuming = check_run_folder(run_dir, state, config.resume, stored, new, RESUME_MAY_CHANGE, describe,
+                                resume_key="resume", folder_key="run_name (or out_dir)")
     return meta if resuming else None
-
-
-# check_run_folder's fixes name the policy's keys; image configs call them run_name / out_dir and resume
-_WORDING = (
-    ("(train.resume=true)", "(resume=true)"),
-    ("pick a new run_dir", "pick a new run_name (or out_dir)"),
-)
 
 
 def _config_yaml(run_dir: Path) -> dict | None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import Tensor, nn
+
+from drifting_policy.common.io import read_raw_metadata
 
 # metadata key -> what a file holding it is (first match wins: the more specific kinds first)
 KINDS = (
@@ -40,12 +41,7 @@ def read_metadata(path: str | Path, hint: str = "") -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found" + (" (a folder)" if path.is_dir() else ""))
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            raw = handle.metadata() or {}
-    except Exception as error:  # safetensors raises its own error type for any damage
-        raise ValueError(f"{path}: not a readable safetensors file ({error}); the file is damaged or of "
-                         f"another format" + (f": {hint}" if hint else "")) from error
+    raw = read_raw_metadata(path, hint or "pass a file written by image_gen")
     return {key: _decode(value) for key, value in raw.items()}
 
 

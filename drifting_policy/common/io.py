@@ -55,6 +55,17 @@ def save_weights(tensors: Mapping[str, Tensor], path: str | Path,
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=encoded))
 
 
+def read_raw_metadata(path: str | Path, hint: str) -> dict[str, str]:
+    """The string metadata of a safetensors file, tensors unread; a ValueError naming the file and ``hint``
+    (what to pass instead) if it is damaged or of another format."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as error:  # safetensors raises its own error type for any damage
+        raise ValueError(f"{path}: not a readable safetensors file ({error}); the file is damaged or of "
+                         f"another format: {hint}") from error
+
+
 def load_metadata(path: str | Path) -> dict:
     """The JSON metadata of a file written by :func:`save_weights`, without reading its tensors."""
     with safe_open(str(path), framework="pt") as handle:

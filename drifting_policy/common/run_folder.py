@@ -53,26 +53,28 @@ def config_differences(stored: Mapping[str, Any], new: Mapping[str, Any],
 
 def check_run_folder(run_dir: str | Path, checkpoint: Path, resume: bool, stored_config: Mapping | None,
                      new_config: Mapping[str, Any], may_change: Iterable[str] = RESUME_MAY_CHANGE,
-                     describe: str = "") -> bool:
+                     describe: str = "", resume_key: str = "train.resume",
+                     folder_key: str = "run_dir") -> bool:
     """Apply the rule; True when the run continues from `checkpoint`. Raises FileExistsError or ValueError
     (one line: the folder, what it holds, the fix) and writes nothing. `describe` says what the stored run is
-    (e.g. "a drifting policy") for the message."""
+    (e.g. "a drifting policy"); `resume_key` and `folder_key` are the trainer's settings the fixes name."""
     run_dir = Path(run_dir)
     holds = f" ({describe})" if describe else ""
     if checkpoint.exists():
         if not resume:
             raise FileExistsError(f"{run_dir} already holds a run{holds} with checkpoint {checkpoint.name} "
-                                  f"and resume is off; pick a new run_dir, or resume it (train.resume=true)")
+                                  f"and resume is off; pick a new {folder_key}, or resume it "
+                                  f"({resume_key}=true)")
         changed = config_differences(stored_config or {}, new_config, may_change)
         if changed:
             shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
             raise ValueError(f"{run_dir} holds a run{holds} started with other settings ({shown}); resume it "
-                             f"with its own settings, or pick a new run_dir for the new ones")
+                             f"with its own settings, or pick a new {folder_key} for the new ones")
         return True
     leftovers = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
     if leftovers:
         raise FileExistsError(f"{run_dir} holds {leftovers[:5]} but no checkpoint (a run that stopped before "
-                              f"its first checkpoint?); delete the folder or pick a new run_dir")
+                              f"its first checkpoint?); delete the folder or pick a new {folder_key}")
     return False
 
 

@@ -33,16 +33,15 @@ class NeighbourPositives(torch.utils.data.Dataset):
         if not radius > 0:
             raise ValueError(f"NeighbourPositives: radius={radius}; expected > 0 (standardised obs units)")
         self.dataset, self.k, self.radius, self.key = dataset, k, radius, key
-        features, episodes = window_features(dataset)  # [N, F], [N]
+        # every window's chunk kept too, so an item costs one index instead of k more dataset reads
+        features, episodes, self.chunks = window_features(dataset)  # [N, F], [N], [N, T, A]
         self.neighbours, self.found = nearest_other_episode(features, episodes, k, radius)  # [N, k], [N]
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        item = self.dataset[index]
-        chunks = [self.dataset[int(j)]["action"] for j in self.neighbours[index]]
-        return {**item, self.key: np.stack(chunks)}  # [k, T, A]
+        return {**self.dataset[index], self.key: self.chunks[self.neighbours[index]]}  # [k, T, A]
 
     def __getattr__(self, name: str) -> Any:  # shape_meta, normalizer_data, ... of the wrapped dataset
         if name == "dataset":  # not set yet (unpickling): no recursion
@@ -59,19 +58,22 @@ class NeighbourPositives(torch.utils.data.Dataset):
                 "windows_with_any": float((self.found > 0).mean())}
 
 
-def window_features(dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(standardised low-dim observations of every window [N, F], episode index of every window [N])."""
-    rows = []
+def window_features(dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(standardised low-dim observations of every window [N, F], episode index of every window [N], every
+    window's action chunk [N, T, A]), in one pass over the dataset."""
+    rows, chunks = [], []
     for index in range(len(dataset)):
-        obs = dataset[index]["obs"]
+        item = dataset[index]
+        obs = item["obs"]
         rows.append(np.concatenate([np.asarray(obs[key], np.float64).ravel() for key in sorted(obs)
                                     if np.asarray(obs[key]).dtype != np.uint8]))
+        chunks.append(item["action"])
     features = np.stack(rows)  # [N, F]
     if features.shape[1] == 0:
         raise ValueError("NeighbourPositives needs low-dim observations; this dataset has images only")
     std = features.std(axis=0)
     features = (features - features.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    return features, np.asarray(dataset.sampler.window_episodes)  # [N]
+    return features, np.asarray(dataset.sampler.window_episodes), np.stack(chunks)
 
 
 def nearest_other_episode(features: np.ndarray, episodes: np.ndarray, k: int,

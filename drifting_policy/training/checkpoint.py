@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from drifting_policy.common.io import atomic_write, flatten_optimizer, unflatten_optimizer
+from drifting_policy.common.io import atomic_write, flatten_optimizer, read_raw_metadata, unflatten_optimizer
 
 FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
@@ -87,12 +86,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
 
 def _raw_metadata(path: Path) -> dict[str, str]:
     """The string metadata of a policy checkpoint; ValueError naming the file if it is not one."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except Exception as error:  # safetensors raises its own error type for any damage
-        raise ValueError(f"{path}: not a readable safetensors file ({error}); the file is damaged or not a "
-                         "checkpoint: pass runs/<run>/checkpoints/latest or a step_<N> file") from error
+    metadata = read_raw_metadata(path, "pass runs/<run>/checkpoints/latest or a step_<N> file")
     if "policy_name" not in metadata:
         raise ValueError(f"{path}: not a policy checkpoint (its metadata holds {sorted(metadata)[:6]}); "
                          "pass a checkpoint written by drifting-train (runs/<run>/checkpoints/latest)")
