@@ -2,7 +2,7 @@
 step's time goes (data, observation encoder, backbone forward, field + loss, backward, optimiser, EMA).
 
     .venv/bin/python benchmarks/bench_training.py [--store data/pusht/pusht_scripted.zarr] [--steps 30]
-        [--threads 1 2] [--backbones mlp unet]
+        [--threads 1 2] [--backbones mlp unet] [--bf16]
 
 Every configuration runs in this one process, one after the other, so ratios between rows are measured under
 the same conditions; take absolute numbers only on an otherwise idle machine. The last line is JSON.
@@ -20,6 +20,7 @@ import yaml
 from torch.utils.data import DataLoader, default_collate
 
 from drifting_policy.common.ema import EMA
+from drifting_policy.common.precision import resolve_precision
 from drifting_policy.drift import drift_loss_with_metrics
 from drifting_policy.policy import build_policy
 from drifting_policy.training.setup import build_datasets, fit_normalizer
@@ -128,7 +129,29 @@ def main(argv: list[str] | None = None) -> None:
                     rows.append(row)
                     shown = (f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
                     print(" | ".join(shown), flush=True)
-    print(json.dumps({"rows": rows}))
+    summary = default_speedup(rows)
+    if summary:
+        print(summary["line"])
+    print(json.dumps({"rows": rows, "default_speedup": summary}))
+
+
+def default_speedup(rows: list[dict]) -> dict | None:
+    """Drifting MLP steps/s under the old CPU default (1 thread, fp32) and the current one (configs/train/
+    cpu.yaml: every core, precision auto), when both were timed in this run."""
+    new_bf16 = resolve_precision("auto", torch.device("cpu")) == "bf16"
+    cores = max(row["threads"] for row in rows)
+
+    def find(threads: int, bf16: bool) -> dict | None:
+        return next((r for r in rows if r["policy"] == "drifting" and r["backbone"] == "mlp"
+                     and r["threads"] == threads and r["bf16"] == bf16), None)
+
+    before, after = find(1, False), find(cores, new_bf16)
+    if before is None or after is None or (cores, new_bf16) == (1, False):
+        return None
+    ratio = after["steps_per_s"] / before["steps_per_s"]
+    line = (f"drifting MLP default: {before['steps_per_s']:.1f} steps/s (1 thread, fp32) -> "
+            f"{after['steps_per_s']:.1f} ({cores} threads, {'bf16' if new_bf16 else 'fp32'}): {ratio:.2f}x")
+    return {"before": before["steps_per_s"], "after": after["steps_per_s"], "ratio": ratio, "line": line}
 
 
 if __name__ == "__main__":

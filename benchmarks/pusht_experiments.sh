@@ -31,6 +31,7 @@ train() {  # [EVAL=0] [SEED=s] train <run_name> <steps> <overrides...>; EVAL=0: 
   nice -n 5 "$PY" -m drifting_policy.training.train task=pusht_state "$@" seed="${SEED:-0}" run_dir="runs/$name" \
     train.max_steps="$steps" $evals train.save_every="$every" \
     train.checkpoint_every="$every" train.val_every="$every" train.progress=false \
+    train.num_threads=1 train.precision=fp32 \
     >"$LOGS/$name.log" 2>&1
 }
 

@@ -22,7 +22,8 @@ train() {  # train <run_name> <steps> <overrides...>: no evaluation inside train
   local every=$((steps / 10))
   nice -n 10 "$PY" -m drifting_policy.training.train "$@" seed=0 run_dir="runs/$name" train.max_steps="$steps" \
     train.eval_every=null train.eval_at_end=false train.save_every="$every" train.checkpoint_every="$every" \
-    train.val_every=$((steps / 5)) train.progress=false >"$LOGS/$name.log" 2>&1
+    train.val_every=$((steps / 5)) train.progress=false train.num_threads=1 train.precision=fp32 \
+    >"$LOGS/$name.log" 2>&1
 }
 
 evaluate() {  # evaluate <run_name>...: the last 3 step_N checkpoints of each run, one process at a time,

@@ -18,7 +18,7 @@ from typing import Any
 RESUME_MAY_CHANGE = (
     "train.max_steps", "train.max_minutes", "train.eval_every", "train.eval_at_end", "train.val_every",
     "train.val_batches", "train.checkpoint_every", "train.save_every", "train.log_every", "train.progress",
-    "train.num_workers", "train.num_threads", "train.resume", "wandb", "eval_train_seeds",
+    "train.num_workers", "train.num_threads", "train.precision", "train.resume", "wandb", "eval_train_seeds",
     "task.runner.n_envs", "task.runner.n_videos", "task.runner.vector_mode",
 )
 
@@ -36,10 +36,17 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(stored: Mapping[str, Any], new: Mapping[str, Any],
-                       may_change: Iterable[str] = RESUME_MAY_CHANGE) -> list[str]:
-    """`key: stored -> new` for every setting that differs and is not under a `may_change` prefix."""
+                       may_change: Iterable[str] = RESUME_MAY_CHANGE,
+                       defaults: Mapping[str, Any] | None = None) -> list[str]:
+    """`key: stored -> new` for every setting that differs and is not under a `may_change` prefix.
+
+    `defaults` (nested like the configs) stands in for settings a stored config lacks because the run was
+    started by an older version that did not have them: a run resumes under the default it implicitly had.
+    """
     allowed = tuple(may_change)
     old, now = flatten(stored), flatten(new)
+    implicit = flatten(defaults or {})
+    old.update({key: implicit[key] for key in now.keys() - old.keys() if key in implicit})
     changed = []
     # what a reader checks first: which method, which task, which seed; then the rest alphabetically
     first = ("policy.name", "task.name", "seed")
@@ -54,10 +61,11 @@ def config_differences(stored: Mapping[str, Any], new: Mapping[str, Any],
 def check_run_folder(run_dir: str | Path, checkpoint: Path, resume: bool, stored_config: Mapping | None,
                      new_config: Mapping[str, Any], may_change: Iterable[str] = RESUME_MAY_CHANGE,
                      describe: str = "", resume_key: str = "train.resume",
-                     folder_key: str = "run_dir") -> bool:
+                     folder_key: str = "run_dir", defaults: Mapping[str, Any] | None = None) -> bool:
     """Apply the rule; True when the run continues from `checkpoint`. Raises FileExistsError or ValueError
     (one line: the folder, what it holds, the fix) and writes nothing. `describe` says what the stored run is
-    (e.g. "a drifting policy"); `resume_key` and `folder_key` are the trainer's settings the fixes name."""
+    (e.g. "a drifting policy"); `resume_key` and `folder_key` are the trainer's settings the fixes name;
+    `defaults` as in :func:`config_differences`."""
     run_dir = Path(run_dir)
     holds = f" ({describe})" if describe else ""
     if checkpoint.exists():
@@ -65,7 +73,7 @@ def check_run_folder(run_dir: str | Path, checkpoint: Path, resume: bool, stored
             raise FileExistsError(f"{run_dir} already holds a run{holds} with checkpoint {checkpoint.name} "
                                   f"and resume is off; pick a new {folder_key}, or resume it "
                                   f"({resume_key}=true)")
-        changed = config_differences(stored_config or {}, new_config, may_change)
+        changed = config_differences(stored_config or {}, new_config, may_change, defaults)
         if changed:
             shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
             raise ValueError(f"{run_dir} holds a run{holds} started with other settings ({shown}); resume it "

@@ -153,7 +153,8 @@ def drift_field_result(
         raise ValueError(f"affinity_floor={affinity_floor!r}: expected None or a float >= 0; "
                          f"the official value is {AFFINITY_FLOOR}")
     compute_dtype = torch.float64 if gen.dtype == torch.float64 else torch.float32
-    with torch.no_grad():
+    # Autocast off: bf16 matmuls would round the distances before a softmax at tau = 0.02 (underflow).
+    with torch.no_grad(), torch.autocast(gen.device.type, enabled=False):
         return _field(gen.detach().to(compute_dtype), pos.detach().to(compute_dtype),
                       None if neg is None else neg.detach().to(compute_dtype), neg_weight,
                       tuple(float(t) for t in temperatures), normalize, kernel_norm,

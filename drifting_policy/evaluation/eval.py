@@ -48,6 +48,16 @@ def nfe(policy) -> int:
     return int(getattr(policy.config, "num_inference_steps", 1)) if policy.name == "diffusion" else 1
 
 
+def set_action_horizon(policy, action_horizon: int) -> None:
+    """Change how many steps of each predicted chunk are executed before the next prediction."""
+    config = policy.config
+    room = config.prediction_horizon - config.obs_horizon + 1  # chunk steps from the current one on
+    if not 1 <= action_horizon <= room:
+        raise ValueError(f"action_horizon={action_horizon}: expected 1..{room} (prediction_horizon "
+                         f"{config.prediction_horizon} - obs_horizon {config.obs_horizon} + 1)")
+    config.action_horizon = action_horizon
+
+
 def evaluate_checkpoint(path: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Evaluate one checkpoint; returns the JSON summary (also written next to the run's other evals)."""
     meta = read_metadata(path)
@@ -61,6 +71,9 @@ def evaluate_checkpoint(path: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
         policy.set_sampler(sampler, int(cfg.get("num_inference_steps") or policy.config.num_inference_steps))
         tag = f"_{sampler}{policy.config.num_inference_steps}"
     task = meta["config"]["task"]
+    if cfg.get("action_horizon") is not None:  # execute fewer (or more) steps of each predicted chunk
+        set_action_horizon(policy, int(cfg["action_horizon"]))
+        tag += f"_ah{policy.config.action_horizon}"
     overrides = {key: cfg[key] for key in RUNNER_OVERRIDES if cfg.get(key) is not None}
     base = {**task["runner"], "obs_horizon": policy.config.obs_horizon,
             "action_horizon": policy.config.action_horizon}

@@ -130,14 +130,19 @@ class BasePolicy(nn.Module, abc.ABC):
                                       config.crop_shape, config.num_keypoints)
         self.backbone = self._build_backbone()
 
+    def extra_cond_dim(self) -> int:
+        """Conditioning values a head appends to the observation features (e.g. a noise vector)."""
+        return 0
+
     def _build_backbone(self) -> nn.Module:
         config = self.config
         step_dim = config.step_embed_dim if self.uses_timestep else 0
+        cond_dim = self.obs_encoder.output_dim + self.extra_cond_dim()
         if config.backbone == "unet":
-            return ConditionalUnet1D(self.action_dim, self.obs_encoder.output_dim, config.down_dims,
+            return ConditionalUnet1D(self.action_dim, cond_dim, config.down_dims,
                                      config.kernel_size, config.n_groups, step_dim, config.film_scale,
                                      self.zero_init_output)
-        return MLPBackbone(self.action_dim, config.prediction_horizon, self.obs_encoder.output_dim,
+        return MLPBackbone(self.action_dim, config.prediction_horizon, cond_dim,
                            config.mlp_width, config.mlp_depth, config.mlp_conditioning, step_dim,
                            self.zero_init_output)
 

@@ -38,6 +38,10 @@ class DriftingConfig(PolicyConfig):
     temperatures: tuple[float, ...] = (0.02, 0.05, 0.2)
     normalize: bool = True  # the official feature-scale and drift normalisation
     clip_sample: bool = True  # clip generated chunks to [-1, 1] (the data range) before unnormalising
+    # > 0: each generated row also gets this many standard-normal values appended to its conditioning
+    # (FiLM), so the noise reaches every layer globally, not only through the chunk-shaped input (a UNet's
+    # convolutions and skip connections see that input locally in time)
+    noise_cond_dim: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -49,6 +53,9 @@ class DriftingConfig(PolicyConfig):
             raise config_error("samples_per_obs", ">= 2 with per-observation groups (G=1 has no negative "
                                "after the self-mask, so the field is degenerate)", self.samples_per_obs,
                                "use 4-8; G=1 only runs with group_mode='mixed'")
+        if self.noise_cond_dim < 0:
+            raise config_error("noise_cond_dim", ">= 0", self.noise_cond_dim,
+                               "use 0 (noise input only) or e.g. 32")
         if self.extra_positives_k < 0:
             raise config_error("extra_positives_k", ">= 0", self.extra_positives_k, "use 0 (demo chunk only)")
         if not self.extra_positives_radius > 0:
@@ -84,9 +91,16 @@ class DriftingPolicy(BasePolicy):
         neighbours = self.normalizer.normalize("action", neighbours).reshape(action.shape[0], k, -1)
         return torch.cat([action.unsqueeze(1), neighbours], dim=1)  # [B, 1 + k, D]
 
+    def extra_cond_dim(self) -> int:
+        return self.config.noise_cond_dim
+
     def generate(self, cond: Tensor, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """Conditioning [B, E] -> normalised chunks [B * num_samples, T, A] (rows of one obs adjacent)."""
-        noise = self.sample_noise((cond.shape[0] * num_samples, *self.chunk_shape), generator)
+        rows = cond.shape[0] * num_samples
+        noise = self.sample_noise((rows, *self.chunk_shape), generator)  # [B * G, T, A]
+        if self.config.noise_cond_dim:  # per-row conditioning [obs features | noise vector]: [B * G, E + Z]
+            noise_vector = self.sample_noise((rows, self.config.noise_cond_dim), generator)
+            cond = torch.cat([cond.repeat_interleave(num_samples, dim=0), noise_vector], dim=-1)
         return self.backbone(noise, None, cond)
 
     def compute_loss(self, batch: Mapping[str, Any], generator: torch.Generator | None = None

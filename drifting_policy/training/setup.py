@@ -16,6 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from drifting_policy.common.entry import dataclass_defaults, set_threads
+from drifting_policy.common.precision import resolve_precision
 from drifting_policy.common.run_folder import RunFolderGuard, check_run_folder
 from drifting_policy.evaluation.runner import EnvRunner, RunnerConfig
 from drifting_policy.training.checkpoint import read_metadata
@@ -136,7 +137,7 @@ def check_shape_meta(expected: Mapping[str, Any], got: Mapping[str, Any]) -> Non
 
 def run_training(cfg: Mapping[str, Any]) -> dict[str, float]:
     """Train the configured policy; returns the last metrics (train/, val/, eval/)."""
-    from drifting_policy.policy import build_policy
+    from drifting_policy.policy import POLICIES, build_policy
 
     cfg = dict(cfg)
     known = {field.name for field in dataclasses.fields(TrainConfig)}
@@ -159,10 +160,14 @@ def run_training(cfg: Mapping[str, Any]) -> dict[str, float]:
     run_dir = Path(cfg["run_dir"])
     latest = run_dir / "checkpoints" / "latest.safetensors"
     stored = read_metadata(latest) if latest.exists() else {}
+    defaults = {"train": dataclass_defaults(TrainConfig),  # settings newer than a stored run's config
+                "policy": dataclass_defaults(POLICIES[name].config_class)}
     check_run_folder(run_dir, latest, train_cfg.resume, stored.get("config"), cfg,
-                     describe=f"a {stored['policy_name']} policy" if stored else "")
+                     describe=f"a {stored['policy_name']} policy" if stored else "", defaults=defaults)
     n_params = sum(p.numel() for p in policy.parameters())
-    print(f"{name}: {n_params / 1e6:.2f}M parameters, {len(train_set)} train windows, run_dir={run_dir}")
+    precision = resolve_precision(train_cfg.precision, torch.device(train_cfg.device))
+    print(f"{name}: {n_params / 1e6:.2f}M parameters, {len(train_set)} train windows, run_dir={run_dir}, "
+          f"{torch.get_num_threads()} thread(s), {precision}")
     with RunFolderGuard(run_dir, latest):  # a run that fails before its first checkpoint leaves no folder
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
         trainer = Trainer(policy, train_set, train_cfg, run_dir, PolicySpec(name, options, shape_meta),

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from drifting_policy.common.ema import EMA
 from drifting_policy.common.io import remove_stale_temporaries
 from drifting_policy.common.metrics_log import MetricsLogger
+from drifting_policy.common.precision import PRECISIONS, resolve_precision
 from drifting_policy.common.schedules import lr_factor
 from drifting_policy.training.checkpoint import (
     Checkpoint,
@@ -65,6 +66,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     num_threads: int | None = 1  # torch.set_num_threads in entry points; None: leave torch's default
+    # "bf16": the training forward pass under bfloat16 autocast; the drift field, losses, weights, optimiser
+    # and EMA stay float32, evaluation runs in float32. "auto": bf16 where the hardware has native bf16
+    # (drifting_policy/common/precision.py), else fp32.
+    precision: str = "fp32"  # "fp32" | "bf16" | "auto"
     num_workers: int = 0
     log_every: int = 50
     val_every: int | None = 500
@@ -79,6 +84,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.max_steps is None and self.max_minutes is None:
             raise ValueError("TrainConfig needs a budget: set max_steps and/or max_minutes")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"TrainConfig.lr_schedule must be 'cosine' or 'constant', got "
                              f"{self.lr_schedule!r}")
@@ -148,6 +155,7 @@ class Trainer:
         self.ema = EMA(self.policy, config.ema_power, config.ema_max_decay, config.ema_min_decay,
                        config.ema_update_after_step) if config.ema else None
         self.generator = torch.Generator(device=self.device)  # noise of compute_loss (saved in checkpoints)
+        self.precision = resolve_precision(config.precision, self.device)  # "auto" -> this machine's choice
         self.step, self.train_seconds, self.wall_seconds = 0, 0.0, 0.0
         self.warmup_end_progress = 0.0  # budget fraction used when warm-up ended (the cosine's start)
         self._done_at: dict[str, int] = {}  # kind of periodic work -> step it last ran at
@@ -234,7 +242,8 @@ class Trainer:
                                 self.warmup_end_progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss, metrics = self.policy.compute_loss(batch, generator=self.generator)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            loss, metrics = self.policy.compute_loss(batch, generator=self.generator)
         self._check_finite("loss", loss, metrics)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,6 +1,7 @@
 """drifting-demo: commands the pipeline runs, config checks, summary parsing and the table."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,45 @@ def test_the_real_pipeline_runs_twice_in_the_same_folders(tmp_path):
     assert [dict(r, ms=0) for r in second] == [dict(r, ms=0) for r in first]
     assert all(r[key] > 0 for r in second for key in timing)
     assert checkpoint.read_bytes() == trained  # nothing retrained
+
+
+def test_the_gif_replays_solved_seeds_until_a_replay_succeeds(tmp_path, monkeypatch):
+    """Only seeds the policy solved in the table's evaluation are replayed, each try with a new sampling
+    seed, and a replay counts only if it succeeded too; no solved seed -> no GIF, no replay."""
+    from drifting_policy.evaluation import demo
+
+    cfg = DemoConfig(out=str(tmp_path))
+    (tmp_path / "eval_drifting.json").write_text(json.dumps(
+        {"eval": {"seeds": [100000, 100001, 100002], "successes": [False, True, True]}}))
+    replays = []
+
+    def fake_run(commands, logs):  # the replay of seed 100001 fails, 100002 succeeds
+        args = dict(a.split("=", 1) for a in commands[0][3:])
+        replays.append((int(args["seed_start"]), int(args["sampling_seed"])))
+        ok = args["seed_start"] == "100002"
+        Path(args["output"]).parent.mkdir(parents=True, exist_ok=True)
+        Path(args["output"]).write_text(json.dumps(
+            {"eval": {"successes": [ok], "videos": [f"{args['video_dir']}/x.gif"]}}))
+        return [""]
+
+    monkeypatch.setattr(demo, "run_parallel", fake_run)
+    gif = demo.film_success(cfg)
+    assert replays == [(100001, 0), (100002, 1)]
+    assert gif == tmp_path / "gif" / "1" / "x.gif"
+    (tmp_path / "eval_drifting.json").write_text(json.dumps({"eval": {"seeds": [1], "successes": [False]}}))
+    replays.clear()
+    assert demo.film_success(cfg) is None and replays == []
+
+
+def test_the_contact_strip_shows_first_last_and_evenly_spaced_frames(tmp_path):
+    from PIL import Image
+
+    from drifting_policy.evaluation.demo import contact_strip
+
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
+    frames = [Image.new("RGB", (6, 4), colour) for colour in colours]
+    frames[0].save(tmp_path / "m.gif", save_all=True, append_images=frames[1:], duration=100)
+    strip = Image.open(contact_strip(tmp_path / "m.gif", tmp_path / "s.png")).convert("RGB")
+    assert strip.size == (24, 4)
+    shown = [strip.getpixel((6 * k + 3, 2)) for k in range(4)]
+    assert shown == [colours[0], colours[1], colours[3], colours[4]]  # frames round(k * 4 / 3)

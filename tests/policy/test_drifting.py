@@ -51,6 +51,23 @@ def test_generated_samples_are_distinct_at_init(make_policy, backbone):
     assert metrics["gen_spread"] > 0.05 * metrics["feature_scale"]
 
 
+def test_conditioning_noise_alone_makes_samples_differ(make_policy, monkeypatch):
+    """noise_cond_dim > 0: with the chunk-shaped noise input zeroed, the G samples of one observation still
+    differ (the noise vector reaches the output through the conditioning); without it they coincide.
+    (UNet: the MLP's FiLM layers start at the identity, so there the vector acts only once trained.)"""
+    spreads = {}
+    for noise_cond_dim in (0, 8):
+        policy, batch = make_policy("drifting", backbone="unet", noise_cond_dim=noise_cond_dim)
+        draw = policy.sample_noise
+        monkeypatch.setattr(policy, "sample_noise", lambda shape, generator, draw=draw: (
+            draw(shape, generator) if len(shape) == 2 else torch.zeros(shape)))
+        cond = policy.encode_obs(batch["obs"])
+        with torch.no_grad():
+            chunks = policy.generate(cond, 4, torch.Generator().manual_seed(0)).reshape(cond.shape[0], 4, -1)
+        spreads[noise_cond_dim] = float((chunks - chunks.mean(1, keepdim=True)).abs().max())
+    assert spreads[0] == 0.0 and spreads[8] > 1e-3
+
+
 def test_same_generator_same_actions_and_seed_matters(make_policy):
     policy, batch = make_policy("drifting")
     policy.eval()

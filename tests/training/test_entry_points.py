@@ -61,6 +61,26 @@ def test_eval_from_checkpoint_alone(drifting_run, tmp_path):
     assert written["eval"]["seeds"] == [100000, 100001, 100002] and len(written["eval"]["scores"]) == 3
 
 
+def test_eval_action_horizon_sets_how_often_the_policy_replans(drifting_run, tmp_path, monkeypatch):
+    """action_horizon=k executes k steps per chunk: an 8-step episode takes 8/k predictions (8 with the
+    checkpoint's own horizon of 8 -> 1); values the chunk cannot hold are refused naming the range."""
+    from drifting_policy.policy.drifting import DriftingPolicy
+
+    run_dir, _ = drifting_run
+    calls = []
+    original = DriftingPolicy.predict_action
+    monkeypatch.setattr(DriftingPolicy, "predict_action",
+                        lambda self, obs, generator=None: calls.append(1) or original(self, obs, generator))
+    for horizon, predictions in ((None, 1), (2, 4), (4, 2)):
+        calls.clear()
+        extra = [] if horizon is None else [f"action_horizon={horizon}"]
+        run_eval(compose_config("eval", [f"checkpoint={run_dir}/checkpoints/latest", "n_seeds=2", "n_envs=2",
+                                         "n_videos=0", "max_steps=8", f"output={tmp_path / 's.json'}", *extra]))
+        assert len(calls) == predictions, (horizon, len(calls))
+    with pytest.raises(ValueError, match="action_horizon=20: expected 1..15"):
+        run_eval(compose_config("eval", [f"checkpoint={run_dir}/checkpoints/latest", "action_horizon=20"]))
+
+
 def test_eval_averages_checkpoints_of_a_run_and_tables_several_runs(drifting_run, capsys):
     run_dir, _ = drifting_run
     fast = ["n_seeds=1", "n_envs=1", "n_videos=0", "max_steps=8"]

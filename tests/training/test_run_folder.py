@@ -67,3 +67,28 @@ def test_config_differences_ignore_the_allow_list():
     new = {"seed": 0, "train": {"max_steps": 99, "lr": 1e-3, "betas": (0.9, 0.99)}, "wandb": {"mode": "y"}}
     assert config_differences(stored, new) == []
     assert config_differences(stored, {**new, "extra": 1}) == ["extra: '<absent>' -> 1"]
+
+
+def test_a_setting_newer_than_the_stored_run_counts_at_its_default():
+    """A run started before a setting existed resumes when the setting keeps its default, and is refused when
+    the new run sets it otherwise (the stored run implicitly had the default)."""
+    stored = {"policy": {"name": "drifting", "samples_per_obs": 8}}
+    defaults = {"policy": {"samples_per_obs": 8, "noise_cond_dim": 0}, "train": {"seed": 0}}
+    new = {"policy": {"name": "drifting", "samples_per_obs": 8, "noise_cond_dim": 0}}
+    assert config_differences(stored, new, defaults=defaults) == []
+    changed = {"policy": {**new["policy"], "noise_cond_dim": 32}}
+    assert config_differences(stored, changed, defaults=defaults) == ["policy.noise_cond_dim: 0 -> 32"]
+    assert config_differences(stored, new) == ["policy.noise_cond_dim: '<absent>' -> 0"]  # no defaults known
+
+
+def test_a_run_stored_without_a_new_policy_field_resumes(finished_run):
+    """The real entry point: drop a field from the stored config.yaml's policy (as an older version wrote it);
+    resuming with every setting as before still works."""
+    store, run_dir = finished_run
+    from drifting_policy.training.checkpoint import load_checkpoint, save_checkpoint
+
+    latest = run_dir / "checkpoints" / "latest.safetensors"
+    ckpt = load_checkpoint(latest)
+    del ckpt.config["policy"]["noise_cond_dim"]
+    save_checkpoint(latest, ckpt)
+    run_training(compose_config("train", [*train_overrides(store, run_dir, "drifting"), *NO_EVAL]))

@@ -219,3 +219,16 @@ def test_trains_a_real_policy(tmp_path):
     trainer.fit()
     losses = [r["train/loss"] for r in read_rows(tmp_path / "real" / "metrics.jsonl") if "train/loss" in r]
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_bf16_training_keeps_float32_weights_and_tracks_fp32(tmp_path):
+    """bf16 autocast changes only the forward's rounding: weights stay float32, and 40 steps end within a
+    few percent of the float32 run's loss (a dtype bug, e.g. a bf16 field or bf16 weights, diverges)."""
+    fp32 = make_trainer(tmp_path, name="fp32", lr=3e-2).fit()
+    trainer = make_trainer(tmp_path, name="bf16", lr=3e-2, precision="bf16")
+    bf16 = trainer.fit()
+    assert all(p.dtype == torch.float32 for p in trainer.policy.parameters())
+    assert bf16["val/loss"] == pytest.approx(fp32["val/loss"], rel=0.1)
+    assert bf16["val/loss"] != fp32["val/loss"]  # autocast really ran
+    with pytest.raises(ValueError, match="precision"):
+        tiny_config(precision="half")
