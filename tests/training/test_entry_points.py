@@ -74,8 +74,9 @@ def test_eval_action_horizon_sets_how_often_the_policy_replans(drifting_run, tmp
     for horizon, predictions in ((None, 1), (2, 4), (4, 2)):
         calls.clear()
         extra = [] if horizon is None else [f"action_horizon={horizon}"]
-        run_eval(compose_config("eval", [f"checkpoint={run_dir}/checkpoints/latest", "n_seeds=2", "n_envs=2",
-                                         "n_videos=0", "max_steps=8", f"output={tmp_path / 's.json'}", *extra]))
+        settings = [f"checkpoint={run_dir}/checkpoints/latest", "n_seeds=2", "n_envs=2", "n_videos=0",
+                    "max_steps=8", f"output={tmp_path / 's.json'}", *extra]
+        run_eval(compose_config("eval", settings))
         assert len(calls) == predictions, (horizon, len(calls))
     with pytest.raises(ValueError, match="action_horizon=20: expected 1..15"):
         run_eval(compose_config("eval", [f"checkpoint={run_dir}/checkpoints/latest", "action_horizon=20"]))
