@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 from torch import Tensor
 
+from drifting_policy.common.entry import dataclass_defaults
 from drifting_policy.common.run_folder import check_run_folder
 
 CONFIG_FILE = "config.yaml"
@@ -103,7 +104,8 @@ def check_image_run_folder(config, world_size: int = 1) -> dict | None:
                              f"{stored['objective']!r} -> {config.objective!r}); pick a new run_name (or "
                              "out_dir) for this one")
     resuming = check_run_folder(run_dir, state, config.resume, stored, new, RESUME_MAY_CHANGE, describe,
-                                resume_key="resume", folder_key="run_name (or out_dir)")
+                                resume_key="resume", folder_key="run_name (or out_dir)",
+                                defaults=dataclass_defaults(type(config)))  # settings newer than the run
     return meta if resuming else None
 
 

@@ -125,3 +125,22 @@ def test_a_diverging_run_stops_before_the_update_and_keeps_only_finite_files(tmp
     with pytest.raises(NonFiniteLossError, match="no checkpoint of .* was written yet"):
         train(tiny_config(fresh, fake_root, mae_path, lr=1e20, grad_clip=None, warmup_steps=0, max_steps=20))
     assert not (fresh / "run").exists()
+
+
+def test_a_setting_newer_than_the_stored_run_counts_at_its_default(finished_run, fake_root, mae_path,
+                                                                   monkeypatch):
+    """A train state written before a setting existed (here: its stored config lacks `lr`) resumes when the
+    setting keeps its default, and is refused, naming the default, when the new run changes it."""
+    from image_gen import run_folder
+    from image_gen.training import state
+
+    real = state.read_state_metadata
+
+    def without_lr(path):
+        meta = real(path)
+        return {**meta, "config": {k: v for k, v in meta["config"].items() if k != "lr"}}
+
+    monkeypatch.setattr(state, "read_state_metadata", without_lr)
+    assert run_folder.check_image_run_folder(tiny_config(finished_run, fake_root, mae_path, max_steps=2))
+    with pytest.raises(ValueError, match="lr: 0.001 -> 0.5"):
+        run_folder.check_image_run_folder(tiny_config(finished_run, fake_root, mae_path, max_steps=2, lr=0.5))
