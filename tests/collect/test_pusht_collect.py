@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from drifting_policy.collect import cli
-from drifting_policy.collect.pusht import PushTCollectConfig, collect_pusht
+from drifting_policy.collect.pusht import WRITE_EVERY, PushTCollectConfig, collect_pusht
 from drifting_policy.data import ReplayBuffer
 from envs.pusht.env import PushTEnv
 
@@ -140,9 +140,14 @@ def test_a_collection_killed_for_real_is_marked_incomplete_and_a_rerun_recovers(
     import subprocess
     import time
 
+    # more episodes than one write batch (WRITE_EVERY = 16): the first batch lands on disk with episodes still
+    # to collect, so the kill below always falls inside the run (with fewer, the only write is the last one
+    # and the kill could land between marking the store complete and renaming it)
+    episodes = WRITE_EVERY + 4
+
     def command(out):
-        return [sys.executable, "-m", "drifting_policy.collect.cli", "task=pusht", "episodes=6", "seed=11",
-                f"out={out}", "render_images=false", "progress=false"]
+        return [sys.executable, "-m", "drifting_policy.collect.cli", "task=pusht", f"episodes={episodes}",
+                "seed=11", f"out={out}", "render_images=false", "progress=false"]
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out, partial = tmp_path / "killed.zarr", tmp_path / "killed.zarr.partial"
@@ -159,7 +164,7 @@ def test_a_collection_killed_for_real_is_marked_incomplete_and_a_rerun_recovers(
     reference = tmp_path / "reference.zarr"
     subprocess.run(command(reference), env=env, check=True, capture_output=True, timeout=120)
     recovered, expected = ReplayBuffer.open(out), ReplayBuffer.open(reference)
-    assert not partial.exists() and recovered.n_episodes == 6
+    assert not partial.exists() and recovered.n_episodes == episodes
     for key in expected.keys():
         np.testing.assert_array_equal(recovered[key][:], expected[key][:])
 
