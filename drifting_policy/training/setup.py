@@ -16,7 +16,6 @@ import torch
 from omegaconf import OmegaConf
 
 from drifting_policy.common.entry import dataclass_defaults, set_threads
-from drifting_policy.common.precision import resolve_precision
 from drifting_policy.common.run_folder import RunFolderGuard, check_run_folder
 from drifting_policy.evaluation.runner import EnvRunner, RunnerConfig
 from drifting_policy.training.checkpoint import read_metadata
@@ -165,14 +164,13 @@ def run_training(cfg: Mapping[str, Any]) -> dict[str, float]:
     check_run_folder(run_dir, latest, train_cfg.resume, stored.get("config"), cfg,
                      describe=f"a {stored['policy_name']} policy" if stored else "", defaults=defaults)
     n_params = sum(p.numel() for p in policy.parameters())
-    precision = resolve_precision(train_cfg.precision, torch.device(train_cfg.device))
-    print(f"{name}: {n_params / 1e6:.2f}M parameters, {len(train_set)} train windows, run_dir={run_dir}, "
-          f"{torch.get_num_threads()} thread(s), {precision}")
     with RunFolderGuard(run_dir, latest):  # a run that fails before its first checkpoint leaves no folder
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
         trainer = Trainer(policy, train_set, train_cfg, run_dir, PolicySpec(name, options, shape_meta),
                           val_dataset=val_set, runners=runners, run_config=cfg,
                           wandb_options=cfg.get("wandb"))
+        print(f"{name}: {n_params / 1e6:.2f}M parameters, {len(train_set)} train windows, run_dir={run_dir}, "
+              f"{torch.get_num_threads()} thread(s), {trainer.precision}")  # "auto" resolved by the trainer
         return trainer.fit()
 
 
