@@ -1,4 +1,4 @@
-"""Demonstration data: zarr replay buffer, robomimic hdf5 layout, training windows, datasets.
+"""Demonstration data: zarr replay buffer, robomimic hdf5 layout, LeRobot folders, training windows, datasets.
 
 Names are imported on first use (PEP 562), so reading or writing a replay buffer (e.g. in
 ``drifting-collect``) does not import torch (~1 GB RSS, seconds of start-up).
@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
+    "LeRobotFolderDataset": "drifting_policy.data.lerobot",
     "PushTDataset": "drifting_policy.data.pusht",
     "ReplayBuffer": "drifting_policy.data.replay_buffer",
     "RobomimicDataset": "drifting_policy.data.robomimic",
@@ -17,10 +18,11 @@ _EXPORTS = {
     "episode_split": "drifting_policy.data.sequence",
 }
 
-__all__ = ["PushTDataset", "ReplayBuffer", "RobomimicDataset", "SequenceSampler",
+__all__ = ["LeRobotFolderDataset", "PushTDataset", "ReplayBuffer", "RobomimicDataset", "SequenceSampler",
            "episode_split"]
 
 if TYPE_CHECKING:
+    from drifting_policy.data.lerobot import LeRobotFolderDataset
     from drifting_policy.data.pusht import PushTDataset
     from drifting_policy.data.replay_buffer import ReplayBuffer
     from drifting_policy.data.robomimic import RobomimicDataset

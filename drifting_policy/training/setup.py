@@ -25,12 +25,13 @@ from drifting_policy.training.trainer import PolicySpec, TrainConfig, Trainer
 DATASET_TYPES = {
     "pusht": ("zarr_path", "drifting-collect task=pusht out={path}"),
     "robomimic": ("hdf5_path", "drifting-collect task=<lift|can> out={path}"),
+    "lerobot": ("root", "drifting-collect task=pusht format=lerobot out={path}"),
 }
 
 
 def build_datasets(task: Mapping[str, Any], policy_options: Mapping[str, Any]):
     """(train, val or None) datasets of raw windows with the policy's horizons (dataset types in
-    DATASET_TYPES: Push-T zarr, robomimic hdf5)."""
+    DATASET_TYPES: Push-T zarr, robomimic hdf5, local LeRobot folder)."""
     dataset = dict(task["dataset"])
     kind = dataset.pop("type")
     horizons = {key: policy_options[key] for key in ("obs_horizon", "action_horizon", "prediction_horizon")
@@ -39,6 +40,10 @@ def build_datasets(task: Mapping[str, Any], policy_options: Mapping[str, Any]):
         raise ValueError(f"task.dataset.type={kind!r}: expected one of {sorted(DATASET_TYPES)} (add other "
                          f"dataset types to drifting_policy/training/setup.py build_datasets)")
     path_key, collect_hint = DATASET_TYPES[kind]
+    if kind == "lerobot":  # a hub repo id is refused before anything else: nothing is downloaded
+        from drifting_policy.data.lerobot_format import check_local_root
+
+        check_local_root(dataset[path_key])
     path = Path(dataset[path_key])
     if not path.exists():
         hint = dataset.pop("collect_hint", None) or collect_hint.format(path=path)
@@ -46,6 +51,9 @@ def build_datasets(task: Mapping[str, Any], policy_options: Mapping[str, Any]):
     dataset.pop("collect_hint", None)
     if kind == "pusht":
         from drifting_policy.data import PushTDataset as dataset_class
+    elif kind == "lerobot":
+        from drifting_policy.data import LeRobotFolderDataset as dataset_class
+        dataset["shape_meta"] = task["shape_meta"]  # low-dim features are reshaped to the task's shapes
     else:
         from drifting_policy.data import RobomimicDataset as dataset_class
         dataset["obs_keys"] = tuple(dataset["obs_keys"])
@@ -74,6 +82,8 @@ def dataset_info(task: Mapping[str, Any], train_set, val_set) -> dict[str, Any]:
             attrs = {key: _plain(value) for key, value in file["data"].attrs.items()}
         keep += ("expert", "total", "succeeded")
         episodes = len(train_set.demo_names)
+    elif task["dataset"]["type"] == "lerobot":  # our exports keep the source store's attributes
+        attrs, episodes = train_set.data.provenance, len(train_set.episode_ids)
     else:
         from drifting_policy.data import ReplayBuffer
 
