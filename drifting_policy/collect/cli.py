@@ -1,16 +1,22 @@
 """``drifting-collect``: scripted demonstrations into a zarr replay buffer, dispatched on ``task``.
 
     drifting-collect task=pusht episodes=200 seed=0 out=data/pusht/pusht_scripted.zarr
+    drifting-collect task=pusht episodes=200 seed=0 format=lerobot out=data/pusht/pusht_scripted_lerobot
 
 pusht -> ``drifting_policy.collect.pusht.collect(cfg)``;
 lift | can | tool_hang -> ``drifting_policy.collect.robomimic.collect(cfg)``.
-Both take the plain config dict (configs/collect/config.yaml plus overrides).
+Both take the plain config dict (configs/collect/config.yaml plus overrides). ``format=lerobot`` collects
+into the task's own store beside ``out`` and converts it to a LeRobot v3.0 folder at ``out``
+(``drifting_policy.data.lerobot_export``), removing the store afterwards.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import shutil
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -25,10 +31,48 @@ COLLECTORS = {
     "tool_hang": "drifting_policy.collect.robomimic",
 }
 
+NATIVE_FORMATS = {"pusht": "zarr", "lift": "hdf5", "can": "hdf5", "tool_hang": "hdf5"}
+LEROBOT = "lerobot"
+
 
 def run_collect(cfg: Mapping[str, Any]) -> Any:
-    """Import the task's collector lazily and run it on ``cfg`` (a plain mapping)."""
+    """Import the task's collector lazily and run it on ``cfg`` (a plain mapping); ``cfg["format"]``: null
+    (the task's own store), its name (zarr / hdf5) or lerobot."""
+    cfg = dict(cfg)
+    task, store_format = cfg.get("task"), cfg.pop("format", None)
+    if store_format not in (None, NATIVE_FORMATS.get(task), LEROBOT):
+        raise ValueError(f"format={store_format!r}; expected null, {NATIVE_FORMATS.get(task, 'zarr|hdf5')!r} "
+                         f"or {LEROBOT!r} for task={task}")
+    if store_format == LEROBOT:
+        return _collect_lerobot(cfg)
+    return _collector(task).collect(cfg)
+
+
+def _collect_lerobot(cfg: dict[str, Any]) -> Any:
+    """Collect into ``<out>.source.<zarr|hdf5>``, export it to the LeRobot folder ``out``, drop the store."""
+    from drifting_policy.data.lerobot_export import export
+
     task = cfg.get("task")
+    folder = "pusht" if task == "pusht" else "robomimic"
+    out = Path(cfg.get("out") or f"data/{folder}/{task}_scripted_lerobot")
+    if out.suffix in (".zarr", ".hdf5", ".h5"):
+        raise ValueError(f"format=lerobot writes a folder; out={out} looks like a store: pass e.g. "
+                         f"out={out.with_suffix('')}_lerobot")
+    if out.exists() and not cfg.get("overwrite"):
+        raise FileExistsError(f"{out} exists; pass overwrite=true to replace it, or choose another out=")
+    source = out.with_name(f"{out.name}.source.{NATIVE_FORMATS.get(task, 'zarr')}")
+    summary = _collector(task).collect({**cfg, "out": str(source), "overwrite": True})
+    try:
+        export(source, out, overwrite=True, progress=bool(cfg.get("progress", True)))
+    finally:
+        if source.is_dir():
+            shutil.rmtree(source)
+        else:
+            source.unlink(missing_ok=True)
+    return dataclasses.replace(summary, out=out)
+
+
+def _collector(task: Any) -> Any:
     if task not in COLLECTORS:
         raise ValueError(f"task={task!r}; expected one of {sorted(COLLECTORS)}")
     module_name = COLLECTORS[task]
@@ -39,7 +83,7 @@ def run_collect(cfg: Mapping[str, Any]) -> Any:
             raise  # a dependency of the collector is missing: show the real error
         raise RuntimeError(f"task={task} needs {module_name}, which is not in this installation yet; "
                            f"collect task=pusht, or add {module_name.replace('.', '/')}.py") from error
-    return module.collect(cfg)
+    return module
 
 
 @hydra.main(config_path="../../configs/collect", config_name="config", version_base=None)
