@@ -1,7 +1,14 @@
 """Settings shared by every test."""
 
+import os
+
 import pytest
 import torch
+
+# Without a GPU, Triton kernels (drifting_policy/drift/fused.py) run in Triton's interpreter, which must be
+# chosen before anything imports triton: here, before any test module is collected.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)

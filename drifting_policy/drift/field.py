@@ -146,6 +146,7 @@ def drift_field_result(
     include_gen_negatives: bool = True,
     affinity_floor: float | None = AFFINITY_FLOOR,
     check_finite: bool = True,
+    backend: str = "auto",
 ) -> FieldResult:
     """Drifting field with diagnostics; see :func:`drift_field` for the arguments."""
     _check_inputs(gen, pos, neg, neg_weight, temperatures, kernel_norm, include_gen_negatives, check_finite)
@@ -155,6 +156,13 @@ def drift_field_result(
     compute_dtype = torch.float64 if gen.dtype == torch.float64 else torch.float32
     # Autocast off: bf16 matmuls would round the distances before a softmax at tau = 0.02 (underflow).
     with torch.no_grad(), torch.autocast(gen.device.type, enabled=False):
+        if backend != "eager":
+            from drifting_policy.drift import fused  # imports Triton: only where a fused path may run
+
+            if fused.resolve_backend(backend, gen, pos, neg) == "fused":
+                return fused.fused_field_result(gen, pos, neg, neg_weight, tuple(map(float, temperatures)),
+                                                normalize, kernel_norm, attraction, repulsion,
+                                                include_gen_negatives, affinity_floor)
         return _field(gen.detach().to(compute_dtype), pos.detach().to(compute_dtype),
                       None if neg is None else neg.detach().to(compute_dtype), neg_weight,
                       tuple(float(t) for t in temperatures), normalize, kernel_norm,
@@ -239,6 +247,7 @@ def drift_field(
     include_gen_negatives: bool = True,
     affinity_floor: float | None = AFFINITY_FLOOR,
     check_finite: bool = True,
+    backend: str = "auto",
 ) -> Tensor:
     """Drifting field V for grouped samples; the training target is ``gen + V``.
 
@@ -262,6 +271,9 @@ def drift_field(
             ``kernel_norm='both'``). With G and P in the hundreds it is as large as a real affinity and pulls
             every sample towards the mean of the positives (docs/experiments/toy.md); None disables it.
         check_finite: raise ValueError on NaN/Inf inputs (one host sync; hot loops may turn it off).
+        backend: 'auto' (the fused Triton kernel of drift/fused.py on CUDA when Triton is installed, this
+            file's code elsewhere; env DRIFTING_FIELD_BACKEND overrides 'auto'), 'eager' or 'fused' (on CPU
+            tensors it runs in Triton's interpreter: slow, for tests). Same result to float32 rounding.
 
     Returns:
         [B, G, D] field in float32 (float64 for float64 inputs), computed without gradients.
@@ -270,5 +282,5 @@ def drift_field(
         gen, pos, neg, neg_weight=neg_weight, temperatures=temperatures, normalize=normalize,
         kernel_norm=kernel_norm, attraction=attraction, repulsion=repulsion,
         include_gen_negatives=include_gen_negatives, affinity_floor=affinity_floor,
-        check_finite=check_finite,
+        check_finite=check_finite, backend=backend,
     ).field
