@@ -12,7 +12,8 @@ checkpoint is given: latency does not depend on the values). Per method: `warmup
 with one thread and with torch's default thread count. The last printed line is a JSON object:
 `drifting_ms`, `ddpm100_ms`, `ddim10_ms`, `regression_ms`, `speedup_ddpm100`, `speedup_ddim10` (one thread,
 or `device` for a GPU), the same keys suffixed `_threads<N>` for the default thread count (when
-`default_threads=true`), and `<method>_params`.
+`default_threads=true`), and `<method>_params`; on CUDA also `<method>_graph_ms`, the same call replayed
+from a CUDA graph (`cuda_graph=false` skips it).
 """
 
 from __future__ import annotations
@@ -152,7 +153,28 @@ def run_bench(cfg: Mapping[str, Any]) -> dict[str, Any]:
         result[f"speedup_ddpm100{suffix}"] = result[f"ddpm100_ms{suffix}"] / result[f"drifting_ms{suffix}"]
         result[f"speedup_{ddim}{suffix}"] = result[f"{ddim}_ms{suffix}"] / result[f"drifting_ms{suffix}"]
     torch.set_num_threads(default_threads)
+    if cfg["device"].startswith("cuda") and cfg.get("cuda_graph", True):
+        result.update(time_graphed(policies, obs, cfg))
     return result
+
+
+def time_graphed(policies: Mapping[str, torch.nn.Module], obs: dict[str, torch.Tensor],
+                 cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """`<method>_graph_ms`: the same calls replayed from a CUDA graph (drifting_policy/evaluation/
+    cuda_graph.py); a policy whose predict_action cannot be captured reports `<method>_graph_error`."""
+    from drifting_policy.evaluation.cuda_graph import GraphedPolicy
+
+    graphed, out = {}, {}
+    for name, policy in policies.items():
+        try:
+            graphed[name] = GraphedPolicy(policy, obs)
+        except Exception as error:  # a capture failure is a result (e.g. a host sync inside the sampler)
+            out[f"{name}_graph_error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    timings = time_policies(graphed, obs, cfg["warmup"], cfg["repeats"], cfg["max_seconds"], cfg["device"])
+    for name, ms in timings.items():
+        out[f"{name}_graph_ms"] = ms
+        print(f"{name:>12} cuda graph: {ms:9.3f} ms per chunk")
+    return out
 
 
 @hydra.main(config_path="../../configs", config_name="bench", version_base=None)
