@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := dataset-fashion-mnist libegl1 libegl-mesa0
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo demo-toy test test-slow lint install system-deps clean imagegen-smoke imagegen-ddp-smoke
+.PHONY: demo demo-toy test test-slow lint install system-deps clean imagegen-smoke imagegen-ddp-smoke \
+	gpu-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +60,12 @@ imagegen-ddp-smoke: $(STAMP) system-deps
 		run_name=evaluator_smoke epochs=1 limit_per_class=500
 	$(VENV)/bin/image-gen-eval --checkpoint runs/imagegen_ddp_smoke/model.safetensors \
 		--evaluator runs/evaluator_smoke/evaluator.safetensors --n-samples 500 --alpha 1.5
+
+# One GPU, <= 10 minutes: gpu tests, fused field vs memory floor, latency, training and image_gen throughput
+# -> runs/gpu_check_<device>/gpu_check.{json,md} (docs/gpu.md). DEVICE=cpu: the same at a tiny size (CI).
+DEVICE ?= cuda
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py --device $(DEVICE)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
