@@ -101,57 +101,75 @@ def _pusht_source(path: Path):
 def _robomimic_source(path: Path):
     import h5py
 
-    from drifting_policy.data.robomimic_hdf5 import read_env_args, select_demos, validate_demo
+    from drifting_policy.data.robomimic_hdf5 import read_env_args, select_demos
 
     file = h5py.File(path, "r")
-    env_args = read_env_args(file, path)
-    names = select_demos(file, path)
-    first = file["data"][names[0]]
-    obs_keys = sorted(first["obs"])
-    actions = [key for key in ("actions", "actions_abs") if key in first]
+    try:
+        env_name = read_env_args(file, path).get("env_name", "")
+        names = select_demos(file, path)
+        features = _robomimic_features(file["data"][names[0]])
+        provenance = {**{k: _plain(v) for k, v in file["data"].attrs.items() if k != "env_args"},
+                      "source": str(path), "episodes": len(names)}
+    except BaseException:
+        file.close()
+        raise
+    task = ROBOMIMIC_TASKS.get(env_name, env_name or "robomimic task")
+    episodes = _robomimic_episodes(file, path, names, features)
+    return ROBOMIMIC_FPS, task, "Panda", features, episodes, provenance
+
+
+def _robomimic_name(key: str) -> str:
+    """LeRobot's name for a robomimic obs key or action dataset."""
+    if key in ("actions", "actions_abs"):
+        return "action" if key == "actions" else "action_abs"
+    if key.endswith("_image"):
+        return f"observation.images.{key[: -len('_image')]}"
+    return f"observation.{key}"
+
+
+def _robomimic_features(first) -> dict[str, dict[str, Any]]:
+    """The LeRobot features of a robomimic file, from its first demo."""
     features: dict[str, dict[str, Any]] = {}
-    for key in obs_keys:
+    for key in sorted(first["obs"]):
         shape = list(first["obs"][key].shape[1:])
         if key.endswith("_image"):
-            features[f"observation.images.{key[: -len('_image')]}"] = {
-                "dtype": "video", "shape": shape, "names": ["height", "width", "channels"]}
+            features[_robomimic_name(key)] = {"dtype": "video", "shape": shape,
+                                              "names": ["height", "width", "channels"]}
         else:
             size = int(np.prod(shape))
-            features[f"observation.{key}"] = {"dtype": "float32", "shape": [size], "names": None}
-    if all(key in obs_keys for key in ROBOMIMIC_STATE):
+            features[_robomimic_name(key)] = {"dtype": "float32", "shape": [size], "names": None}
+    if all(key in first["obs"] for key in ROBOMIMIC_STATE):
         size = sum(int(np.prod(first["obs"][key].shape[1:])) for key in ROBOMIMIC_STATE)
         features["observation.state"] = {"dtype": "float32", "shape": [size], "names": None}
-    for key in actions:
-        features["action" if key == "actions" else "action_abs"] = {
-            "dtype": "float32", "shape": [first[key].shape[1]], "names": None}
+    for key in ("actions", "actions_abs"):
+        if key in first:
+            size = int(first[key].shape[1])
+            features[_robomimic_name(key)] = {"dtype": "float32", "shape": [size], "names": None}
+    return features
 
-    def episodes() -> Iterator[dict[str, np.ndarray]]:
-        try:
-            for name in names:
-                demo = file["data"][name]
-                length = validate_demo(demo, f"{path}:data/{name}", tuple(obs_keys))
-                obs = {key: demo["obs"][key][:length] for key in obs_keys}
-                episode = {}
-                for key, values in obs.items():
-                    if key.endswith("_image"):
-                        episode[f"observation.images.{key[: -len('_image')]}"] = _as_uint8(values)
-                    else:
-                        episode[f"observation.{key}"] = values.reshape(length, -1).astype(np.float32)
-                if "observation.state" in features:
-                    episode["observation.state"] = np.concatenate(
-                        [obs[key].reshape(length, -1) for key in ROBOMIMIC_STATE], axis=1).astype(np.float32)
-                for key in actions:
-                    name = "action" if key == "actions" else "action_abs"
-                    episode[name] = demo[key][:length].astype(np.float32)
-                yield episode
-        finally:
-            file.close()
 
-    env_name = env_args.get("env_name", "")
-    provenance = {**{k: _plain(v) for k, v in file["data"].attrs.items() if k != "env_args"},
-                  "source": str(path), "episodes": len(names)}
-    task = ROBOMIMIC_TASKS.get(env_name, env_name or "robomimic task")
-    return ROBOMIMIC_FPS, task, "Panda", features, episodes(), provenance
+def _robomimic_episodes(file, path: Path, names: list[str],
+                        features: dict[str, Any]) -> Iterator[dict[str, np.ndarray]]:
+    """{LeRobot feature: [T, ...]} per demo; closes ``file`` when done."""
+    from drifting_policy.data.robomimic_hdf5 import validate_demo
+
+    try:
+        for demo_name in names:
+            demo = file["data"][demo_name]
+            obs_keys = tuple(sorted(demo["obs"]))
+            length = validate_demo(demo, f"{path}:data/{demo_name}", obs_keys)
+            obs = {key: demo["obs"][key][:length] for key in obs_keys}
+            episode = {_robomimic_name(key): _as_uint8(values) if key.endswith("_image")
+                       else values.reshape(length, -1).astype(np.float32) for key, values in obs.items()}
+            if "observation.state" in features:
+                state = [obs[key].reshape(length, -1) for key in ROBOMIMIC_STATE]
+                episode["observation.state"] = np.concatenate(state, axis=1).astype(np.float32)
+            for key in ("actions", "actions_abs"):
+                if _robomimic_name(key) in features:
+                    episode[_robomimic_name(key)] = demo[key][:length].astype(np.float32)
+            yield episode
+    finally:
+        file.close()
 
 
 def _as_uint8(images: np.ndarray) -> np.ndarray:

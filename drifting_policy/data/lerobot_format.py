@@ -154,7 +154,15 @@ def read_episodes(root: Path, info: dict[str, Any]) -> dict[str, np.ndarray]:
         raise ValueError(f"{where}: the episodes table lacks columns {missing}; export the dataset again")
     order = np.argsort(episodes["episode_index"], kind="stable")
     episodes = {name: values[order] for name, values in episodes.items()}
-    n_episodes, lengths = len(order), episodes["length"].astype(np.int64)
+    episodes["length"] = episodes["length"].astype(np.int64)
+    _check_episodes(root, info, episodes)
+    return episodes
+
+
+def _check_episodes(root: Path, info: dict[str, Any], episodes: dict[str, np.ndarray]) -> None:
+    """Episodes 0..n-1 as info.json counts them, consecutive, non-empty, summing to total_frames."""
+    where = root / EPISODES_DIR
+    n_episodes, lengths = len(episodes["length"]), episodes["length"]
     if n_episodes != int(info["total_episodes"]) or not np.array_equal(episodes["episode_index"],
                                                                        np.arange(n_episodes)):
         raise ValueError(f"{where} lists episodes {_preview(episodes['episode_index'])} but "
@@ -173,8 +181,6 @@ def read_episodes(root: Path, info: dict[str, Any]) -> dict[str, np.ndarray]:
         raise ValueError(f"{where}: episode {episode} spans dataset rows [{start}, {stop}) with length "
                          f"{lengths[episode]}; episodes must be consecutive and non-empty: export the "
                          "dataset again")
-    episodes["length"] = lengths
-    return episodes
 
 
 def read_frames(root: Path, info: dict[str, Any], episodes: dict[str, np.ndarray],
@@ -197,6 +203,17 @@ def read_frames(root: Path, info: dict[str, Any], episodes: dict[str, np.ndarray
         tables.append(table.select(columns))
     table = pa.concat_tables(tables).sort_by([("index", "ascending")])
     where = paths[0] if len(paths) == 1 else root / "data"
+    frame_index = _check_rows(table, episodes, root, where)
+    timestamps = table["timestamp"].to_numpy().astype(np.float32)
+    _check_timestamps(timestamps, frame_index, int(info["fps"]), where)
+    out = {"timestamp": timestamps}
+    for name in names:
+        out[name] = _column_array(table[name], info["features"][name], where, name)
+    return out
+
+
+def _check_rows(table, episodes: dict[str, np.ndarray], root: Path, where: Path) -> np.ndarray:
+    """The frames must be the episodes table's, in order; returns their frame_index [N]."""
     expected = int(episodes["length"].sum())
     if table.num_rows != expected:
         raise ValueError(f"{where} holds {table.num_rows} frames but {root / EPISODES_DIR} and "
@@ -213,12 +230,7 @@ def read_frames(root: Path, info: dict[str, Any], episodes: dict[str, np.ndarray
         raise ValueError(f"{where}: row {row} is episode {episode_index[row]} frame {frame_index[row]} but "
                          f"the episodes table puts episode {expected_episode[row]} frame "
                          f"{expected_frame[row]} there; export the dataset again")
-    timestamps = table["timestamp"].to_numpy().astype(np.float32)
-    _check_timestamps(timestamps, frame_index, int(info["fps"]), where)
-    out = {"timestamp": timestamps}
-    for name in names:
-        out[name] = _column_array(table[name], info["features"][name], where, name)
-    return out
+    return frame_index
 
 
 def _check_timestamps(timestamps: np.ndarray, frame_index: np.ndarray, fps: int, where: Path) -> None:
