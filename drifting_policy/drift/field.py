@@ -22,6 +22,7 @@ The x_i terms cancel (both sums weigh x_i by s+ s-), so swapping positives and n
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ SQ_DIST_FLOOR = 1e-8
 # Guards the per-temperature drift RMS division when the field is exactly zero (q = p).
 DRIFT_RMS_EPS = 1e-12
 KERNEL_NORMS = ("both", "rows", "none")
+FIELD_BACKENDS = ("auto", "eager", "fused")  # 'fused': drift/fused.py (Triton), the default on CUDA
+FIELD_BACKEND_ENV = "DRIFTING_FIELD_BACKEND"  # overrides 'auto' for a whole process
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,9 @@ def drift_field_result(
     compute_dtype = torch.float64 if gen.dtype == torch.float64 else torch.float32
     # Autocast off: bf16 matmuls would round the distances before a softmax at tau = 0.02 (underflow).
     with torch.no_grad(), torch.autocast(gen.device.type, enabled=False):
-        if backend != "eager":
+        if backend not in FIELD_BACKENDS:
+            raise ValueError(f"backend={backend!r}; expected one of {FIELD_BACKENDS}")
+        if backend == "fused" or (backend == "auto" and (gen.is_cuda or os.environ.get(FIELD_BACKEND_ENV))):
             from drifting_policy.drift import fused  # imports Triton: only where a fused path may run
 
             if fused.resolve_backend(backend, gen, pos, neg) == "fused":

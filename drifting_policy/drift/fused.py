@@ -26,7 +26,13 @@ import os
 import torch
 from torch import Tensor
 
-from drifting_policy.drift.field import DRIFT_RMS_EPS, SQ_DIST_FLOOR, FieldResult
+from drifting_policy.drift.field import (
+    DRIFT_RMS_EPS,
+    FIELD_BACKEND_ENV,
+    FIELD_BACKENDS,
+    SQ_DIST_FLOOR,
+    FieldResult,
+)
 
 try:  # optional: without Triton every call takes the eager path
     import triton
@@ -34,8 +40,7 @@ try:  # optional: without Triton every call takes the eager path
 except ImportError:
     triton = tl = None
 
-BACKENDS = ("auto", "eager", "fused")
-BACKEND_ENV = "DRIFTING_FIELD_BACKEND"
+BACKENDS, BACKEND_ENV = FIELD_BACKENDS, FIELD_BACKEND_ENV
 # Largest [G, K] tile (padded) one program holds: 64 x 256 is the ImageNet recipe's group; beyond it the
 # registers spill and the eager code is the better choice.
 MAX_TILE = 64 * 256

@@ -140,6 +140,15 @@ def test_auto_is_eager_off_cuda_and_env_overrides(monkeypatch):
         fused.resolve_backend("auto", gen, pos, None)
 
 
+def test_cpu_auto_does_not_consult_the_fused_module(monkeypatch):
+    """On CPU the default path is today's eager code, with no Triton import and no backend resolution."""
+    monkeypatch.delenv(fused.BACKEND_ENV, raising=False)
+    monkeypatch.setattr(fused, "resolve_backend", lambda *args: pytest.fail("resolve_backend was called"))
+    gen, pos = torch.randn(2, 4, 3), torch.randn(2, 5, 3)
+    eager = drift_field_result(gen, pos, backend="eager").field
+    torch.testing.assert_close(drift_field_result(gen, pos).field, eager, rtol=0, atol=0)
+
+
 def test_fused_refuses_what_it_cannot_compute():
     with pytest.raises(ValueError, match="backend="):
         drift_field_result(torch.zeros(1, 4, 3), torch.zeros(1, 2, 3), backend="triton")
