@@ -2,7 +2,8 @@
 
 Low-dim keys are flattened and concatenated as they are; each rgb key has its own ResNet-18 (untrained,
 BatchNorm -> GroupNorm) with spatial-softmax pooling, as Diffusion Policy's robomimic encoder. Images are
-randomly cropped in training and centre-cropped in eval (``module.training``).
+randomly cropped in training and centre-cropped in eval (``module.training``); low-dim values optionally get
+Gaussian noise in training (``low_dim_noise``, in normalised units), never in eval.
 
 Inputs are normalised (the policy's normaliser ran first): low-dim float [B, To, *shape], rgb float in
 [-1, 1] [B, To, H, W, 3] (raw HWC layout). Output [B, To * feature_dim], observation steps concatenated.
@@ -87,14 +88,21 @@ class ObsEncoder(nn.Module):
         image_feature_dim: features per rgb key and step.
         crop_shape: (h, w) crop of every rgb key, or None for no crop.
         num_keypoints: spatial-softmax keypoints per rgb key.
+        low_dim_noise: std of the Gaussian noise added to every normalised low-dim value in training mode
+            (an augmentation against memorising a few hundred demonstrations); 0 disables it.
 
     Keys are encoded in sorted order (rgb first, then low-dim) so the layout does not depend on dict order.
     """
 
     def __init__(self, shape_meta: Mapping, obs_horizon: int, image_feature_dim: int = 64,
-                 crop_shape: tuple[int, int] | None = None, num_keypoints: int = 32):
+                 crop_shape: tuple[int, int] | None = None, num_keypoints: int = 32,
+                 low_dim_noise: float = 0.0):
         super().__init__()
+        if not low_dim_noise >= 0:
+            raise ValueError(f"low_dim_noise={low_dim_noise!r}: expected a std >= 0 in normalised units "
+                             "(0 disables the augmentation; e.g. 0.01)")
         self.obs_horizon = obs_horizon
+        self.low_dim_noise = float(low_dim_noise)
         obs_meta = shape_meta.get("obs") if isinstance(shape_meta, Mapping) else None
         if not obs_meta:
             raise ValueError("shape_meta['obs'] is missing or empty; expected {key: {'shape': ..., 'type': "
@@ -156,5 +164,10 @@ class ObsEncoder(nn.Module):
             images = obs[key].flatten(0, 1)  # [B * To, H, W, 3]
             features.append(self.image_encoders[key](images, generator).view(batch, self.obs_horizon, -1))
         for key in self.low_dim_keys:
-            features.append(obs[key].reshape(batch, self.obs_horizon, -1).float())  # [B, To, prod(shape)]
+            values = obs[key].reshape(batch, self.obs_horizon, -1).float()  # [B, To, prod(shape)]
+            if self.training and self.low_dim_noise > 0:
+                noise = torch.randn(values.shape, generator=generator,
+                                    device=generator.device if generator is not None else values.device)
+                values = values + self.low_dim_noise * noise.to(values.device)
+            features.append(values)
         return torch.cat(features, dim=-1).reshape(batch, -1)  # [B, To * feature_dim]

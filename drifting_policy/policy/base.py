@@ -53,6 +53,8 @@ class PolicyConfig:
     image_feature_dim: int = 64
     crop_shape: tuple[int, int] | None = None  # e.g. (84, 84) for 96x96 Push-T images
     num_keypoints: int = 32
+    # std of Gaussian noise on normalised low-dim observations in training (augmentation); 0: none
+    obs_noise: float = 0.0
 
     def __post_init__(self) -> None:
         self.down_dims = tuple(int(d) for d in self.down_dims)
@@ -77,6 +79,9 @@ class PolicyConfig:
                                "e.g. 128 or 256")
         if self.backbone == "unet":
             self._check_unet()
+        if not self.obs_noise >= 0:
+            raise config_error("obs_noise", "a std >= 0 (normalised units)", self.obs_noise,
+                               "use 0 (no augmentation) or e.g. 0.01")
         if self.crop_shape is not None and len(self.crop_shape) != 2:
             raise config_error("crop_shape", "(height, width) or None", self.crop_shape, "e.g. (84, 84)")
 
@@ -127,7 +132,7 @@ class BasePolicy(nn.Module, abc.ABC):
         self.action_dim = int(action_shape[0])
         self.normalizer = Normalizer()
         self.obs_encoder = ObsEncoder(self.shape_meta, config.obs_horizon, config.image_feature_dim,
-                                      config.crop_shape, config.num_keypoints)
+                                      config.crop_shape, config.num_keypoints, config.obs_noise)
         self.backbone = self._build_backbone()
 
     def extra_cond_dim(self) -> int:

@@ -78,3 +78,18 @@ def test_errors_name_key_and_shape():
         ObsEncoder(MIXED, obs_horizon=2, crop_shape=(32, 32))
     with pytest.raises(ValueError, match="type"):
         ObsEncoder({"obs": {"depth": {"shape": (2,), "type": "depth"}}}, obs_horizon=2)
+
+
+def test_low_dim_noise_only_in_training_with_the_configured_std():
+    meta = {"obs": {"pos": {"shape": (3,), "type": "low_dim"}}}
+    encoder = ObsEncoder(meta, obs_horizon=2, low_dim_noise=0.05)
+    obs = {"pos": torch.linspace(-1, 1, 4000 * 6).reshape(4000, 2, 3)}
+    encoder.train()
+    deviation = encoder(obs, torch.Generator().manual_seed(0)) - obs["pos"].reshape(4000, 6)
+    assert abs(deviation.std().item() - 0.05) < 0.002 and abs(deviation.mean().item()) < 0.002
+    again = encoder(obs, torch.Generator().manual_seed(0)) - obs["pos"].reshape(4000, 6)
+    assert torch.equal(deviation, again)  # the generator drives the noise: reproducible batches
+    encoder.eval()
+    assert torch.equal(encoder(obs), obs["pos"].reshape(4000, 6))  # evaluation sees the true state
+    with pytest.raises(ValueError, match="low_dim_noise"):
+        ObsEncoder(meta, obs_horizon=2, low_dim_noise=-0.1)
