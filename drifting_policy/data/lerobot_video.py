@@ -49,8 +49,12 @@ class VideoWriter:
             self.frames_written += 1
 
     def close(self) -> None:
+        """Flush and close; a second call does nothing (abort() after a failed finish() closes again)."""
+        if self._container is None:
+            return
         self._container.mux(self._stream.encode())  # flush the encoder's delayed frames
         self._container.close()
+        self._container = None
 
 
 def decode_video(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -42,6 +42,7 @@ FRAME_FEATURES = {
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
 PARTIAL_SUFFIX = ".partial"  # a folder being written; renamed to its final name by finish()
+REPLACED_SUFFIX = ".replaced"  # an overwritten folder, deleted once the new one is in place
 
 
 class LeRobotWriter:
@@ -140,9 +141,14 @@ class LeRobotWriter:
             writer.close()
         self._data_writer.close()
         self._write_meta(provenance or {})
+        # Move aside, move in, then delete: a crash never loses both datasets (the old one survives at
+        # <out>.replaced until the new one is at out); deleting first would leave neither for a moment.
+        replaced = self.out.with_name(self.out.name + REPLACED_SUFFIX)
         if self.out.exists():
-            shutil.rmtree(self.out)
+            shutil.rmtree(replaced, ignore_errors=True)
+            self.out.rename(replaced)
         self.partial.rename(self.out)
+        shutil.rmtree(replaced, ignore_errors=True)
         return self.out
 
     def abort(self) -> None:

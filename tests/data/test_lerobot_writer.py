@@ -60,3 +60,16 @@ def test_episode_checks_name_the_feature(tmp_path):
     with pytest.raises(ValueError, match="not allowed"):
         LeRobotWriter(tmp_path / "x", 10, {"index": features["action"]}, "t")
     writer.abort()
+
+
+def test_overwrite_replaces_the_folder_and_leaves_nothing_beside_it(tmp_path):
+    features = {"action": {"dtype": "float32", "shape": [2], "names": None}}
+    out = write_lerobot(tmp_path / "ds")
+    writer = LeRobotWriter(out, 10, features, "t", overwrite=True)
+    writer.add_episode({"action": np.ones((4, 2), np.float32)})
+    writer.finish()
+    writer.abort()  # after finish: closing again is harmless and the dataset stays
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+    info = json.loads((out / "meta/info.json").read_text())
+    assert (info["total_episodes"], info["total_frames"]) == (1, 4)
+    assert not (out / "videos").exists()  # nothing of the replaced dataset survives inside it
