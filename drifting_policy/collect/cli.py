@@ -7,7 +7,7 @@ pusht -> ``drifting_policy.collect.pusht.collect(cfg)``;
 lift | can | tool_hang -> ``drifting_policy.collect.robomimic.collect(cfg)``.
 Both take the plain config dict (configs/collect/config.yaml plus overrides). ``format=lerobot`` collects
 into the task's own store beside ``out`` and converts it to a LeRobot v3.0 folder at ``out``
-(``drifting_policy.data.lerobot_export``), removing the store afterwards.
+(``drifting_policy.data.lerobot_export``), removing the store once the export succeeded.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,11 +65,14 @@ def _collect_lerobot(cfg: dict[str, Any]) -> Any:
     summary = _collector(task).collect({**cfg, "out": str(source), "overwrite": True})
     try:
         export(source, out, overwrite=True, progress=bool(cfg.get("progress", True)))
-    finally:
-        if source.is_dir():
-            shutil.rmtree(source)
-        else:
-            source.unlink(missing_ok=True)
+    except BaseException:  # the collection may have taken hours: keep it for a second export
+        print(f"export to {out} failed; the collected store stays at {source}: convert it with python -m "
+              f"drifting_policy.data.lerobot export --from {source} --out {out}", file=sys.stderr)
+        raise
+    if source.is_dir():
+        shutil.rmtree(source)
+    else:
+        source.unlink()
     return dataclasses.replace(summary, out=out)
 
 

@@ -40,3 +40,17 @@ def test_format_errors_name_the_fix(tmp_path):
     (tmp_path / "taken").mkdir()
     with pytest.raises(FileExistsError, match="taken exists; pass overwrite=true"):
         run_collect({**SETTINGS, "format": "lerobot", "out": str(tmp_path / "taken")})
+
+
+def test_failed_export_keeps_the_collected_store(tmp_path, monkeypatch):
+    import drifting_policy.data.lerobot_export as lerobot_export
+
+    def broken_export(source, out, **_):
+        raise OSError(f"disk full while writing {out}")
+
+    monkeypatch.setattr(lerobot_export, "export", broken_export)
+    with pytest.raises(OSError, match="disk full"):
+        run_collect({**SETTINGS, "format": "lerobot", "out": str(tmp_path / "ds")})
+    source = tmp_path / "ds.source.zarr"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [source.name]  # kept for a second export
+    assert ReplayBuffer.open(source).n_episodes == 2
