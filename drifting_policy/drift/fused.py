@@ -101,6 +101,25 @@ def resolve_backend(backend: str, gen: Tensor, pos: Tensor, neg: Tensor | None) 
     return backend
 
 
+def _centered_block(gen_base, col_ptrs, rows, row_ok, col_ok, active, num_active, d0, D,
+                    BLOCK_D: tl.constexpr):
+    """Features d0 .. d0 + BLOCK_D of the rows x [BLOCK_G, BLOCK_D] and columns y [BLOCK_K, BLOCK_D], in
+    float32, centred on the active columns' mean (the eager code's centring) and zero outside the tile;
+    with dims [BLOCK_D] and d_ok [1, BLOCK_D]. Every pass over D (stats, rms, field) reads through it."""
+    dims = d0 + tl.arange(0, BLOCK_D)
+    d_ok = (dims < D)[None, :]
+    x = tl.load(gen_base + rows[:, None] * D + dims[None, :], mask=row_ok[:, None] & d_ok, other=0.0)
+    y = tl.load(col_ptrs + dims[None, :], mask=col_ok & d_ok, other=0.0).to(tl.float32)
+    center = tl.sum(tl.where(active[:, None], y, 0.0), axis=0) / num_active  # [BLOCK_D]
+    x = tl.where(row_ok[:, None] & d_ok, x.to(tl.float32) - center[None, :], 0.0)
+    y = tl.where(col_ok & d_ok, y - center[None, :], 0.0)
+    return dims, d_ok, x, y
+
+
+if triton is not None:  # the kernel calls it by this global name, so it must be a jit function too
+    _centered_block = triton.jit(_centered_block)
+
+
 def _field_kernel(gen_ptr, neg_ptr, pos_ptr, weight_ptr, tau_ptr, coef_ptr, scale_ptr,
                   out_ptr, stats_ptr, sumsq_ptr,
                   G, N, P, D, sq_dist_floor, floor, attraction, repulsion, pos_coef_plain, neg_coef_plain,
@@ -108,8 +127,7 @@ def _field_kernel(gen_ptr, neg_ptr, pos_ptr, weight_ptr, tau_ptr, coef_ptr, scal
                   USE_FLOOR: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr,
                   BLOCK_D: tl.constexpr, PRECISION: tl.constexpr):
     """One group per program; see the module docstring for MODE. The column tile is loaded from three
-    tensors (gen | neg | pos) and centred on the mean of the active columns, as the eager code does.
-    Triton kernels cannot share jit helpers with the interpreter path, hence one function."""
+    tensors (gen | neg | pos) and centred on the mean of the active columns (_centered_block)."""
     b = tl.program_id(0).to(tl.int64)
     rows = tl.arange(0, BLOCK_G)
     cols = tl.arange(0, BLOCK_K)
@@ -132,13 +150,8 @@ def _field_kernel(gen_ptr, neg_ptr, pos_ptr, weight_ptr, tau_ptr, coef_ptr, scal
     x_sq = tl.zeros((BLOCK_G,), dtype=tl.float32)
     y_sq = tl.zeros((BLOCK_K,), dtype=tl.float32)
     for d0 in range(0, D, BLOCK_D):
-        dims = d0 + tl.arange(0, BLOCK_D)
-        d_ok = (dims < D)[None, :]
-        x = tl.load(gen_base + rows[:, None] * D + dims[None, :], mask=row_ok[:, None] & d_ok, other=0.0)
-        y = tl.load(col_ptrs + dims[None, :], mask=col_ok & d_ok, other=0.0).to(tl.float32)
-        center = tl.sum(tl.where(active[:, None], y, 0.0), axis=0) / num_active  # [BLOCK_D]
-        x = tl.where(row_ok[:, None] & d_ok, x.to(tl.float32) - center[None, :], 0.0)
-        y = tl.where(col_ok & d_ok, y - center[None, :], 0.0)
+        _, _, x, y = _centered_block(gen_base, col_ptrs, rows, row_ok, col_ok, active, num_active,
+                                     d0, D, BLOCK_D)  # x [BLOCK_G, BLOCK_D], y [BLOCK_K, BLOCK_D]
         dots += tl.dot(x, tl.trans(y), input_precision=PRECISION)
         x_sq += tl.sum(x * x, axis=1)
         y_sq += tl.sum(y * y, axis=1)
@@ -191,14 +204,8 @@ def _field_kernel(gen_ptr, neg_ptr, pos_ptr, weight_ptr, tau_ptr, coef_ptr, scal
                 coef_rows = tl.sum(coef, axis=1)
                 sum_sq = tl.zeros((BLOCK_G,), dtype=tl.float32)
                 for d0 in range(0, D, BLOCK_D):
-                    dims = d0 + tl.arange(0, BLOCK_D)
-                    d_ok = (dims < D)[None, :]
-                    x = tl.load(gen_base + rows[:, None] * D + dims[None, :], mask=row_ok[:, None] & d_ok,
-                                other=0.0)
-                    y = tl.load(col_ptrs + dims[None, :], mask=col_ok & d_ok, other=0.0).to(tl.float32)
-                    center = tl.sum(tl.where(active[:, None], y, 0.0), axis=0) / num_active
-                    x = tl.where(row_ok[:, None] & d_ok, x.to(tl.float32) - center[None, :], 0.0)
-                    y = tl.where(col_ok & d_ok, y - center[None, :], 0.0)
+                    _, _, x, y = _centered_block(gen_base, col_ptrs, rows, row_ok, col_ok, active,
+                                                 num_active, d0, D, BLOCK_D)
                     drift = tl.dot(coef, y, input_precision=PRECISION) - coef_rows[:, None] * x
                     sum_sq += tl.sum(drift * drift, axis=1)
                 tl.store(sumsq_ptr + b * NUM_T + t, tl.sum(sum_sq, axis=0))
@@ -207,14 +214,8 @@ def _field_kernel(gen_ptr, neg_ptr, pos_ptr, weight_ptr, tau_ptr, coef_ptr, scal
         if MODE == 2:  # V = C Y - rowsum(C) x with C the weighted sum over temperatures
             coef_rows = tl.sum(coef_total, axis=1)
             for d0 in range(0, D, BLOCK_D):
-                dims = d0 + tl.arange(0, BLOCK_D)
-                d_ok = (dims < D)[None, :]
-                x = tl.load(gen_base + rows[:, None] * D + dims[None, :], mask=row_ok[:, None] & d_ok,
-                            other=0.0)
-                y = tl.load(col_ptrs + dims[None, :], mask=col_ok & d_ok, other=0.0).to(tl.float32)
-                center = tl.sum(tl.where(active[:, None], y, 0.0), axis=0) / num_active
-                x = tl.where(row_ok[:, None] & d_ok, x.to(tl.float32) - center[None, :], 0.0)
-                y = tl.where(col_ok & d_ok, y - center[None, :], 0.0)
+                dims, d_ok, x, y = _centered_block(gen_base, col_ptrs, rows, row_ok, col_ok, active,
+                                                   num_active, d0, D, BLOCK_D)
                 drift = tl.dot(coef_total, y, input_precision=PRECISION) - coef_rows[:, None] * x
                 tl.store(out_ptr + b * G * D + rows[:, None] * D + dims[None, :], drift,
                          mask=row_ok[:, None] & d_ok)

@@ -106,11 +106,10 @@ def test_half_inputs_are_computed_in_float32(dtype):
 
 @needs_kernel
 def test_mixed_input_dtypes():
+    """bf16 gen with float32 pos and neg: every column is read as float32, as eager on the rounded gen."""
     gen, pos, neg = make_inputs((2, 6, 7, 3, 5), seed=5)
-    eager = drift_field_result(gen, pos, neg, backend="eager")
     assert_same_result(drift_field_result(gen.bfloat16(), pos, neg, backend="fused"),
                        drift_field_result(gen.bfloat16().float(), pos, neg, backend="eager"))
-    assert eager.field.shape == (2, 6, 5)
 
 
 @needs_kernel
