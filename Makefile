@@ -61,7 +61,8 @@ imagegen-ddp-smoke: $(STAMP) system-deps
 	$(VENV)/bin/image-gen-eval --checkpoint runs/imagegen_ddp_smoke/model.safetensors \
 		--evaluator runs/evaluator_smoke/evaluator.safetensors --n-samples 500 --alpha 1.5
 
-# One GPU, <= 10 minutes: gpu tests, fused field vs memory floor, latency, training and image_gen throughput
+# One GPU, sized for <= 10 minutes (not yet timed on a GPU): gpu tests, fused field vs memory floor,
+# latency, training and image_gen throughput
 # -> runs/gpu_check_<device>/gpu_check.{json,md} (docs/gpu.md). DEVICE=cpu: the same at a tiny size (CI).
 DEVICE ?= cuda
 gpu-check: $(STAMP)

@@ -366,8 +366,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def write(result: dict, out: Path) -> None:
-    (out / "gpu_check.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-    (out / "gpu_check.md").write_text(markdown(result))
+    """Both files, each replaced whole (written after every part: a run killed mid-write keeps the last)."""
+    from drifting_policy.common.io import atomic_write
+
+    for name, text in (("gpu_check.json", json.dumps(result, indent=1, default=str) + "\n"),
+                       ("gpu_check.md", markdown(result))):
+        atomic_write(out / name, lambda tmp, text=text: Path(tmp).write_text(text))
 
 
 if __name__ == "__main__":
