@@ -24,16 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from drifting_policy.data.lerobot_format import INFO_PATH, LeRobotData, read_lerobot
-from drifting_policy.data.sequence import SequenceSampler, episode_split
+from drifting_policy.data.sequence import SequenceSampler, WindowDataset, episode_split
 from drifting_policy.data.validation import check_values
 
 SPLITS = ("train", "val")
 
 
-class LeRobotFolderDataset(torch.utils.data.Dataset):
+class LeRobotFolderDataset(WindowDataset):
     """Windows of one split of a local LeRobot folder; see the module docstring for the sample layout."""
 
     def __init__(self, root: str | Path, features: Mapping[str, str], action_feature: str = "action",
@@ -82,26 +81,12 @@ class LeRobotFolderDataset(torch.utils.data.Dataset):
             arrays[key] = values
         return arrays
 
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        rows = self.sampler.rows(index)  # [prediction_horizon]
-        obs_rows = rows[: self.obs_horizon]  # [obs_horizon]
-        return {"obs": {key: self.arrays[key][obs_rows] for key in self.obs_keys},
-                "action": self.arrays["action"][rows]}
-
     @property
     def fps(self) -> int:
         return self.data.fps
 
-    @property
-    def shape_meta(self) -> dict[str, Any]:
-        """{"obs": {key: {"shape": per-step shape, "type": "low_dim" | "rgb"}}, "action": {"shape": (D,)}}."""
-        obs = {key: {"shape": tuple(self.arrays[key].shape[1:]),
-                     "type": "rgb" if self.data.is_camera(name) else "low_dim"}
-               for key, name in self.features.items()}
-        return {"obs": obs, "action": {"shape": tuple(self.arrays["action"].shape[1:])}}
+    def is_image_key(self, key: str) -> bool:
+        return key in self.features and self.data.is_camera(self.features[key])
 
     def normalizer_data(self) -> dict[str, np.ndarray]:
         """{key: [N, ...]} actions and low-dim observations of the train episodes, for Normalizer.fit (the

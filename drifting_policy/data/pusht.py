@@ -15,13 +15,11 @@ Only the episodes of the requested split are loaded into memory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
 
 from drifting_policy.data.replay_buffer import ReplayBuffer
-from drifting_policy.data.sequence import SequenceSampler, episode_split
+from drifting_policy.data.sequence import SequenceSampler, WindowDataset, episode_split
 from drifting_policy.data.validation import reading
 
 OBS_TYPES = ("keypoints", "state", "image")
@@ -31,7 +29,7 @@ _BUFFER_KEYS = {"keypoints": ("keypoint", "state"), "state": ("state",), "image"
 _IMAGE_KEYS = ("image",)
 
 
-class PushTDataset(torch.utils.data.Dataset):
+class PushTDataset(WindowDataset):
     """Windows of one split of a Push-T replay buffer; see the module docstring for sample layout.
 
     The split is by episode (``episode_split``: ``val_ratio``, ``max_train_episodes``, ``seed``), so the
@@ -63,21 +61,8 @@ class PushTDataset(torch.utils.data.Dataset):
         self.obs_horizon, self.action_horizon = obs_horizon, action_horizon
         self.prediction_horizon = prediction_horizon
 
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        rows = self.sampler.rows(index)  # [prediction_horizon]
-        obs_rows = rows[: self.obs_horizon]  # [obs_horizon]
-        return {"obs": {key: self.arrays[key][obs_rows] for key in self.obs_keys},
-                "action": self.arrays["action"][rows]}
-
-    @property
-    def shape_meta(self) -> dict[str, Any]:
-        """{"obs": {key: {"shape": per-step shape, "type": "low_dim" | "rgb"}}, "action": {"shape": (2,)}}."""
-        obs = {key: {"shape": tuple(self.arrays[key].shape[1:]),
-                     "type": "rgb" if key in _IMAGE_KEYS else "low_dim"} for key in self.obs_keys}
-        return {"obs": obs, "action": {"shape": tuple(self.arrays["action"].shape[1:])}}
+    def is_image_key(self, key: str) -> bool:
+        return key in _IMAGE_KEYS
 
     def normalizer_data(self) -> dict[str, np.ndarray]:
         """{key: [N, ...]} all actions and low-dim observations of the train split, for Normalizer.fit."""

@@ -17,15 +17,13 @@ Windows come from ``SequenceSampler`` (Diffusion Policy's padding); the split is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
-import torch
 from scipy.spatial.transform import Rotation
 
 from drifting_policy.data.robomimic_hdf5 import RobomimicFileError, read_env_args, select_demos, validate_demo
-from drifting_policy.data.sequence import SequenceSampler, episode_split
+from drifting_policy.data.sequence import SequenceSampler, WindowDataset, episode_split
 from drifting_policy.data.validation import check_values, reading
 
 LOW_DIM_KEYS = ("object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
@@ -57,7 +55,7 @@ def action_10d_to_7d(actions: np.ndarray) -> np.ndarray:
     return np.concatenate([actions[..., :3], rotvec, actions[..., 9:]], axis=-1).astype(np.float32)
 
 
-class RobomimicDataset(torch.utils.data.Dataset):
+class RobomimicDataset(WindowDataset):
     """Windows of one split of a robomimic hdf5 file; see the module docstring for the sample layout.
 
     The split is by demo (``episode_split``: ``val_ratio``, ``max_train_episodes``, ``seed``) over the
@@ -172,28 +170,8 @@ class RobomimicDataset(torch.utils.data.Dataset):
                     f"{expected[key]} for {env_name}"
                 )
 
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        rows = self.sampler.rows(index)  # [prediction_horizon]
-        obs_rows = rows[: self.obs_horizon]  # [obs_horizon]
-        return {
-            "obs": {key: self.arrays[key][obs_rows] for key in self.obs_keys},
-            "action": self.arrays["action"][rows],
-        }
-
-    @property
-    def shape_meta(self) -> dict[str, Any]:
-        """{"obs": {key: {"shape": per-step shape, "type": "low_dim" | "rgb"}}, "action": {"shape": (D,)}}."""
-        obs = {
-            key: {
-                "shape": tuple(self.arrays[key].shape[1:]),
-                "type": "rgb" if is_image_key(key) else "low_dim",
-            }
-            for key in self.obs_keys
-        }
-        return {"obs": obs, "action": {"shape": tuple(self.arrays["action"].shape[1:])}}
+    def is_image_key(self, key: str) -> bool:
+        return is_image_key(key)
 
     def normalizer_data(self) -> dict[str, np.ndarray]:
         """{key: [N, ...]} all actions and low-dim observations of the train split, for Normalizer.fit."""

@@ -119,3 +119,37 @@ def _check_horizons(prediction_horizon: int, obs_horizon: int, action_horizon: i
                          f"[{obs_horizon - 1}, {obs_horizon - 1 + action_horizon}) must lie inside "
                          f"prediction_horizon={prediction_horizon}; raise prediction_horizon or lower the "
                          "others")
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Windows of in-memory episode arrays: what every dataset of the project shares.
+
+    A subclass sets ``arrays`` ({key: [N, ...]} for its episodes, concatenated, plus "action"), ``obs_keys``,
+    ``sampler`` (a :class:`SequenceSampler` over those arrays) and ``obs_horizon``, and says which keys are
+    images (``is_image_key``).
+    Items: {"obs": {key: [obs_horizon, ...]}, "action": [prediction_horizon, A]}.
+    """
+
+    arrays: dict[str, np.ndarray]
+    obs_keys: tuple[str, ...]
+    sampler: SequenceSampler
+    obs_horizon: int
+
+    def is_image_key(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __getitem__(self, index: int) -> dict:
+        rows = self.sampler.rows(index)  # [prediction_horizon]
+        obs_rows = rows[: self.obs_horizon]  # [obs_horizon]
+        return {"obs": {key: self.arrays[key][obs_rows] for key in self.obs_keys},
+                "action": self.arrays["action"][rows]}
+
+    @property
+    def shape_meta(self) -> dict:
+        """{"obs": {key: {"shape": per-step shape, "type": "low_dim" | "rgb"}}, "action": {"shape": (A,)}}."""
+        obs = {key: {"shape": tuple(self.arrays[key].shape[1:]),
+                     "type": "rgb" if self.is_image_key(key) else "low_dim"} for key in self.obs_keys}
+        return {"obs": obs, "action": {"shape": tuple(self.arrays["action"].shape[1:])}}
