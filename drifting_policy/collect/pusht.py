@@ -33,6 +33,7 @@ from drifting_policy.collect.settings import (
     package_version,
     partial_destination,
 )
+from drifting_policy.common.io import replace_folder
 from drifting_policy.data.replay_buffer import COMPLETE_ATTR, ReplayBuffer
 
 OBS_TYPES = ("state", "keypoints", "image")
@@ -124,9 +125,7 @@ def collect_pusht(config: PushTCollectConfig, expert_factory: ExpertFactory | No
                            f"written to {out}")
     buffer.update_attrs(attempted=attempted, succeeded=succeeded, kept=buffer.n_episodes,
                         steps=buffer.n_steps, seconds=round(seconds, 2), **{COMPLETE_ATTR: True})
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
+    replace_folder(partial, out)  # an overwritten store survives a crash during the swap
     return CollectSummary(out, attempted, succeeded, buffer.n_episodes, buffer.n_steps, seconds)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -36,6 +37,25 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+REPLACED_SUFFIX = ".replaced"  # an overwritten folder, deleted once its replacement is in place
+
+
+def replace_folder(new: str | Path, out: str | Path) -> Path:
+    """Move the finished folder ``new`` to ``out`` (same filesystem), replacing what is there.
+
+    Move aside, move in, then delete: a crash never loses both (the old folder survives at
+    ``<out>.replaced`` until the new one is at ``out``); deleting first would leave neither for a moment.
+    """
+    new, out = Path(new), Path(out)
+    replaced = out.with_name(out.name + REPLACED_SUFFIX)
+    if out.exists():
+        shutil.rmtree(replaced, ignore_errors=True)
+        out.rename(replaced)
+    new.rename(out)
+    shutil.rmtree(replaced, ignore_errors=True)
+    return out
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from drifting_policy.common.io import replace_folder
 from drifting_policy.data.lerobot_format import (
     CODEBASE_VERSION,
     DATA_PATH,
@@ -42,7 +43,6 @@ FRAME_FEATURES = {
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
 PARTIAL_SUFFIX = ".partial"  # a folder being written; renamed to its final name by finish()
-REPLACED_SUFFIX = ".replaced"  # an overwritten folder, deleted once the new one is in place
 
 
 class LeRobotWriter:
@@ -141,15 +141,7 @@ class LeRobotWriter:
             writer.close()
         self._data_writer.close()
         self._write_meta(provenance or {})
-        # Move aside, move in, then delete: a crash never loses both datasets (the old one survives at
-        # <out>.replaced until the new one is at out); deleting first would leave neither for a moment.
-        replaced = self.out.with_name(self.out.name + REPLACED_SUFFIX)
-        if self.out.exists():
-            shutil.rmtree(replaced, ignore_errors=True)
-            self.out.rename(replaced)
-        self.partial.rename(self.out)
-        shutil.rmtree(replaced, ignore_errors=True)
-        return self.out
+        return replace_folder(self.partial, self.out)  # an overwritten dataset survives a crash here
 
     def abort(self) -> None:
         """Drop the partial folder (an interrupted export never leaves a dataset at ``out``)."""

@@ -64,12 +64,6 @@ class PushTDataset(WindowDataset):
     def is_image_key(self, key: str) -> bool:
         return key in _IMAGE_KEYS
 
-    def normalizer_data(self) -> dict[str, np.ndarray]:
-        """{key: [N, ...]} all actions and low-dim observations of the train split, for Normalizer.fit."""
-        if self.split != "train":
-            raise ValueError("normalizer_data: fit the normaliser on the train split, not 'val'")
-        return {key: value for key, value in self.arrays.items() if key not in _IMAGE_KEYS}
-
     def get_validation_dataset(self) -> PushTDataset:
         return PushTDataset(**self._kwargs, split="val")
 

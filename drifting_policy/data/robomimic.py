@@ -173,12 +173,6 @@ class RobomimicDataset(WindowDataset):
     def is_image_key(self, key: str) -> bool:
         return is_image_key(key)
 
-    def normalizer_data(self) -> dict[str, np.ndarray]:
-        """{key: [N, ...]} all actions and low-dim observations of the train split, for Normalizer.fit."""
-        if self.split != "train":
-            raise ValueError("normalizer_data: fit the normaliser on the train split, not 'val'")
-        return {key: value for key, value in self.arrays.items() if not is_image_key(key)}
-
     @property
     def normalizer_identity_dims(self) -> dict[str, tuple[int, ...]]:
         """Dims Normalizer.fit leaves unnormalised: the 6-D rotation of absolute actions (as Diffusion Policy

@@ -134,6 +134,7 @@ class WindowDataset(torch.utils.data.Dataset):
     obs_keys: tuple[str, ...]
     sampler: SequenceSampler
     obs_horizon: int
+    split: str
 
     def is_image_key(self, key: str) -> bool:
         raise NotImplementedError
@@ -153,3 +154,9 @@ class WindowDataset(torch.utils.data.Dataset):
         obs = {key: {"shape": tuple(self.arrays[key].shape[1:]),
                      "type": "rgb" if self.is_image_key(key) else "low_dim"} for key in self.obs_keys}
         return {"obs": obs, "action": {"shape": tuple(self.arrays["action"].shape[1:])}}
+
+    def normalizer_data(self) -> dict[str, np.ndarray]:
+        """{key: [N, ...]} all actions and low-dim observations of the train split, for Normalizer.fit."""
+        if self.split != "train":
+            raise ValueError("normalizer_data: fit the normaliser on the train split, not 'val'")
+        return {key: value for key, value in self.arrays.items() if not self.is_image_key(key)}
