@@ -1,7 +1,8 @@
 """The Fashion-MNIST train split as latents of a project VAE, encoded once and cached next to the VAE file.
 
-Both generator objectives (drifting, flow) read the same cache for one VAE and image limit, so a flow baseline
-sees exactly the latents its drifting counterpart saw.
+The generator objectives (drifting, flow) and the latent-MAE pre-training (objective mae, space=latent) read
+the same cache for one VAE and image limit, so a flow baseline sees exactly the latents its drifting
+counterpart saw, and a latent-MAE is trained on the latents the generator imitates.
 """
 
 from __future__ import annotations
@@ -13,6 +14,18 @@ import torch
 from torch import Tensor
 
 from drifting_policy.common.io import atomic_write
+
+SPACES = ("pixel", "latent")
+
+
+def check_space(space: str, vae_path: str | None) -> None:
+    """ValueError unless ``space`` is pixel, or latent with a ``vae_path`` (config checks of every objective
+    that trains on pixels or latents)."""
+    if space not in SPACES:
+        raise ValueError(f"space={space!r}; expected one of {SPACES}")
+    if space == "latent" and not vae_path:
+        raise ValueError("space='latent' needs vae_path=<vae.safetensors>; train one with "
+                         "image-gen-train-vae")
 
 
 def latent_cache_path(vae_path: str | Path, limit_per_class: int | None) -> Path:
@@ -28,7 +41,7 @@ def cache_latents(vae, images: Tensor, path: str | Path, batch_size: int = 512) 
     weights, so a cache made by another (e.g. retrained) VAE is caught. Returns float32 [N, c, h, w].
     """
     path = Path(path)
-    vae_hash = _weights_hash(vae)
+    vae_hash = weights_hash(vae)
     if path.is_file():
         cached = torch.load(path, map_location="cpu")
         if not isinstance(cached, dict) or cached.get("vae_hash") != vae_hash:
@@ -48,8 +61,9 @@ def cache_latents(vae, images: Tensor, path: str | Path, batch_size: int = 512) 
     return latents
 
 
-def _weights_hash(model: torch.nn.Module) -> str:
-    """A short digest of a module's parameters and buffers (identifies the VAE that made a cache)."""
+def weights_hash(model: torch.nn.Module) -> str:
+    """A short digest of a module's parameters and buffers (identifies the VAE that made a cache or whose
+    latents a latent-MAE was trained on)."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())

@@ -1,10 +1,15 @@
 """Feature encoder of the drift loss: a ResNet-GN masked autoencoder (paper Sec. A.5, "latent-MAE").
 
-Encoder: 3x3 stem without downsampling, four stages of *basic* residual blocks with GroupNorm, channels
-(w, 2w, 4w, 8w), stride 2 at the start of stages 2-4 (32x32 input -> maps 32, 16, 8, 4). Decoder: U-Net
-(bilinear 2x up, concat the skip, GN, 2 x (conv3x3 + GN + ReLU)), 1x1 output conv. Pre-training masks 2x2
-patches with probability 0.5 and takes the L2 loss on the masked area only. After pre-training only the
-encoder is used, frozen: its intermediate maps are the feature maps of :mod:`image_gen.objectives.features`.
+One network for both inputs the drift loss reads: pixels (``in_channels=1, input_size=32``, the pixel MAE)
+and VAE latents (e.g. ``in_channels=4, input_size=8`` for the project VAE, the paper's latent-MAE, which lets
+a latent-space drifting step skip the VAE decoder).
+
+Encoder: 3x3 stem without downsampling, stages of *basic* residual blocks with GroupNorm, channels
+(w, 2w, 4w, ...), stride 2 at the start of every stage but the first (32x32 input, four stages -> maps 32, 16,
+8, 4; 8x8 latents, three stages -> 8, 4, 2). Decoder: U-Net (bilinear 2x up, concat the skip, GN,
+2 x (conv3x3 + GN + ReLU)), 1x1 output conv. Pre-training masks 2x2 patches with probability 0.5 and takes
+the L2 loss on the masked area only. After pre-training only the encoder is used, frozen: its intermediate
+maps are the feature maps of :mod:`image_gen.objectives.features`.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class MAEConfig:
     blocks: tuple[int, ...] = (1, 1, 1, 1)  # basic blocks per stage; paper: ResNet-34 (3, 4, 6, 3)
     mask_ratio: float = 0.5
     mask_patch: int = 2
+    input_size: int = 32  # side of the square input: 32 Fashion-MNIST pixels, 8 project-VAE latents
 
     def __post_init__(self):
         self.blocks = tuple(int(b) for b in self.blocks)
@@ -37,6 +43,19 @@ class MAEConfig:
             raise ValueError(f"blocks={self.blocks}; expected one or more stages with >= 1 block each")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio={self.mask_ratio}; expected a value in (0, 1)")
+        if self.input_size % self.mask_patch:
+            raise ValueError(f"input_size={self.input_size} is not divisible by "
+                             f"mask_patch={self.mask_patch}; change one of them")
+        deepest = 2 ** (len(self.blocks) - 1)  # every stage after the first halves the map
+        if self.input_size % deepest:
+            raise ValueError(f"input_size={self.input_size} with {len(self.blocks)} stages: the maps halve "
+                             f"{len(self.blocks) - 1} times, so input_size must be a multiple of {deepest}; "
+                             "use fewer stages (blocks=[...])")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the inputs the network is built for."""
+        return (self.in_channels, self.input_size, self.input_size)
 
     @property
     def stage_channels(self) -> tuple[int, ...]:

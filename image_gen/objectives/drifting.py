@@ -6,6 +6,10 @@ N_pos positives from the class queue; N_unc unconditional negatives from the glo
 w = (alpha - 1)(N_neg - 1) / N_unc; features of all of them (features.py); one drift loss per feature set.
 After the optimiser step the newest real samples enter the queue (image_gen.data.queue).
 
+Latent space: ``feature_space=latent`` (default, the paper's) runs a latent-MAE on the generator's latents, so
+no VAE decoder runs inside a step; ``feature_space=decoded`` decodes every generated, positive and negative
+latent through the frozen VAE and runs a pixel MAE on the result (gradients flow through the decoder).
+
 Distributed: the N_c class groups of a step are cut into W * grad_accum micro-batches, each its own drift
 problem (the field's feature scale and drift normalisation are per micro-batch). Every rank draws the whole
 step from the same generator and, by default, holds the same queue (shard_queues=False), so a checkpoint
@@ -22,12 +26,15 @@ from torch import Tensor
 
 from drifting_policy.common.io import with_prefix
 from image_gen.data.fmnist import NUM_CLASSES
+from image_gen.data.latents import weights_hash
 from image_gen.data.queue import DataStream, SampleQueue
 from image_gen.distributed import rank_seed, split_groups
 from image_gen.models.dit import DiT
 from image_gen.objectives.features import FeatureConfig, cfg_neg_weight, extract_features, feature_drift_loss
 from image_gen.objectives.generator import GRID_SEED, GeneratorObjective, GeneratorTrainConfig
 from image_gen.runtime import autocast
+
+FEATURE_SPACES = ("latent", "decoded")  # what the encoder reads in latent space: the latents, or VAE pixels
 
 
 @dataclass
@@ -51,12 +58,20 @@ class DriftingTrainConfig(GeneratorTrainConfig):
     no_cfg_frac: float = 0.0  # share of classes trained at alpha = 1
     grid_alpha: float = 1.5  # CFG scale of the sample grids
     shard_queues: bool = False  # True: per-rank data stream and queue (not resumable on another world size)
+    # space=latent: the encoder reads the latents ("latent", a latent-MAE) or their VAE decoding ("decoded",
+    # a pixel MAE, the decoder run inside every step); pixel space has nothing to decode
+    feature_space: str = "latent"
 
     def __post_init__(self):
         if isinstance(self.features, dict):
             self.features = FeatureConfig(**self.features)
         self.temperatures = tuple(float(t) for t in self.temperatures)
         super().__post_init__()
+        if self.feature_space not in FEATURE_SPACES:
+            raise ValueError(f"feature_space={self.feature_space!r}; expected one of {list(FEATURE_SPACES)}")
+        if self.feature_space == "decoded" and self.space != "latent":
+            raise ValueError("feature_space=decoded needs space=latent (pixel space has nothing to decode); "
+                             "drop feature_space or set space=latent")
         if self.features.needs_encoder and not self.encoder_path:
             raise ValueError(
                 f"features.kinds={list(self.features.kinds)} need encoder_path=<mae.safetensors> "
@@ -109,7 +124,7 @@ class DriftingObjective(GeneratorObjective):
         self.micro = split_groups(cfg.n_classes, self.dist, cfg.grad_accum)  # this rank's class groups
         self._load_data()
         self.model = DiT(cfg.model).to(self.device)
-        self.encoder = self._load_encoder()
+        self.encoder = self._load_encoder()  # after _load_data: the shape checks need the samples
         stream_seed = cfg.seed + 2
         if cfg.shard_queues:
             stream_seed = rank_seed(stream_seed, self.dist.rank, self.dist.world_size)
@@ -118,13 +133,39 @@ class DriftingObjective(GeneratorObjective):
         self.queue = SampleQueue(NUM_CLASSES, sample_shape, cfg.queue_per_class, cfg.queue_global)
         self._warm_queue()
 
+    @property
+    def decodes_features(self) -> bool:
+        """True when every sample is decoded by the VAE before the feature encoder (feature_space=decoded)."""
+        return self.config.space == "latent" and self.config.feature_space == "decoded"
+
     def _load_encoder(self):
         if not self.config.features.needs_encoder:
             return None
         from image_gen.models.mae import load_mae
+        from image_gen.weight_files import read_metadata
 
-        encoder = load_mae(self.config.encoder_path, self.device).encoder
-        return encoder.requires_grad_(False).eval()
+        path = self.config.encoder_path
+        mae = load_mae(path, self.device)
+        self._check_encoder(mae.config.input_shape, read_metadata(path).get("vae_hash"))
+        return mae.encoder.requires_grad_(False).eval()
+
+    def _check_encoder(self, encoder_shape: tuple[int, ...], vae_hash: str | None) -> None:
+        """One-line errors for an MAE that does not fit what this run feeds it (shape, or another VAE)."""
+        cfg = self.config
+        fed = self.pixel_shape if self.decodes_features else tuple(self.samples.shape[1:])
+        if tuple(encoder_shape) != fed:
+            what = "decoded pixels" if self.decodes_features else f"{cfg.space} samples"
+            fix = ("point encoder_path at a latent-MAE (image-gen-train-mae --config-name mae_fmnist_latent "
+                   "vae_path=<this run's VAE>) or set feature_space=decoded with a pixel MAE"
+                   if cfg.space == "latent" and not self.decodes_features else
+                   "point encoder_path at a pixel MAE (image-gen-train-mae --config-name mae_smoke)")
+            raise ValueError(f"encoder_path={cfg.encoder_path} is an MAE for {_shape(encoder_shape)} inputs "
+                             f"but feature_space={cfg.feature_space} feeds it {_shape(fed)} {what}; {fix}")
+        if vae_hash and cfg.space == "latent" and not self.decodes_features:
+            if vae_hash != weights_hash(self.vae):
+                raise ValueError(f"encoder_path={cfg.encoder_path} is a latent-MAE of another VAE (hash "
+                                 f"{vae_hash}, vae_path={cfg.vae_path} has {weights_hash(self.vae)}); "
+                                 "pre-train it again with this vae_path")
 
     def _warm_queue(self) -> None:
         """Push real samples until every class ring holds n_pos samples (MoCo-style start)."""
@@ -137,8 +178,9 @@ class DriftingObjective(GeneratorObjective):
         return self.config.n_classes * self.config.n_neg  # generated images
 
     def features(self, x: Tensor) -> dict[str, Tensor]:
-        """Feature sets of samples x [n, C, H, W] (pixels, or latents decoded by the frozen VAE)."""
-        pixels = None if self.vae is None else self.vae.decode(x)
+        """Feature sets of samples x [n, C, H, W]: the encoder reads x itself (pixels, or latents with a
+        latent-MAE), or with feature_space=decoded x's pixels decoded by the frozen VAE."""
+        pixels = self.vae.decode(x) if self.decodes_features else None
         return extract_features(self.encoder, x, self.config.features, encoder_input=pixels)
 
     def sample_batch(self, generator: torch.Generator) -> dict[str, Tensor | None]:
@@ -206,7 +248,13 @@ class DriftingObjective(GeneratorObjective):
         return self.decode(x)
 
     def model_metadata(self) -> dict:
-        return {**super().model_metadata(), "encoder_path": self.config.encoder_path}
+        cfg = self.config
+        return {**super().model_metadata(), "encoder_path": cfg.encoder_path,
+                "feature_space": cfg.feature_space}
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(size) for size in shape)
 
 
 def summarise(field_metrics: dict[str, Tensor], temperatures: tuple[float, ...]) -> dict[str, float]:

@@ -11,13 +11,12 @@ from torch import Tensor
 
 from drifting_policy.common.io import save_weights
 from image_gen.data.fmnist import load_pixels
-from image_gen.data.latents import train_latents
+from image_gen.data.latents import check_space, train_latents
 from image_gen.models.dit import DiTConfig
 from image_gen.objectives.base import Objective
 from image_gen.run_folder import MODEL_FILE
 from image_gen.training.config import ImageTrainConfig
 
-SPACES = ("pixel", "latent")
 GRID_SEED = 12345  # noise of the sample grids: the same images at every step, comparable across runs
 
 
@@ -31,16 +30,13 @@ class GeneratorTrainConfig(ImageTrainConfig):
         if isinstance(self.model, dict):
             self.model = DiTConfig(**self.model)
         super().__post_init__()
-        if self.space not in SPACES:
-            raise ValueError(f"space={self.space!r}; expected one of {SPACES}")
-        if self.space == "latent" and not self.vae_path:
-            raise ValueError("space='latent' needs vae_path=<vae.safetensors>; train one with "
-                             "image-gen-train-vae")
+        check_space(self.space, self.vae_path)
 
 
 class GeneratorObjective(Objective):
-    """Loads ``vae`` (None in pixel space), ``samples`` [N, C, H, W] and ``labels`` [N]; writes
-    model.safetensors (``ema.*`` and ``model.*`` weights, DiT config and provenance in the metadata)."""
+    """Loads ``vae`` (None in pixel space), ``samples`` [N, C, H, W], ``labels`` [N] and ``pixel_shape``
+    ((C, H, W) of the images, before any encoding); writes model.safetensors (``ema.*`` and ``model.*``
+    weights, DiT config and provenance in the metadata)."""
 
     def _load_data(self) -> None:
         cfg = self.config
@@ -50,6 +46,7 @@ class GeneratorObjective(Objective):
 
             self.vae = load_vae(cfg.vae_path, self.device)
         images, self.labels = load_pixels("train", cfg.data_root, cfg.limit_per_class)
+        self.pixel_shape = tuple(images.shape[1:])
         if self.vae is not None:  # the same cache file for every objective using this VAE and limit
             images = train_latents(self.vae, images, cfg.vae_path, cfg.limit_per_class, self.dist,
                                    self.device)

@@ -80,7 +80,8 @@ def _encoder_cost(fields: tuple) -> tuple[float, float] | None:
 
     with torch.device("meta"):
         if spec.kind == "mae":
-            config = MAEConfig(in_channels=spec.in_channels, width=spec.width, blocks=spec.blocks)
+            config = MAEConfig(in_channels=spec.in_channels, width=spec.width, blocks=spec.blocks,
+                               input_size=spec.input_size)
             encoder, x = (
                 MAE(config).encoder,
                 torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size),

@@ -32,3 +32,31 @@ def mae_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("mae") / "mae.safetensors"
     save_mae(MAE(MAEConfig(width=4, blocks=(1, 1))), path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def vae_path(tmp_path_factory):
+    """A tiny random project VAE (32x32x1 -> 8x8x4), saved once."""
+    from image_gen.models.vae import LatentVAE, VAEConfig, build_autoencoder, save_vae
+
+    torch.manual_seed(0)
+    config = VAEConfig(block_out_channels=(8, 8, 8), norm_num_groups=4)
+    path = tmp_path_factory.mktemp("vae") / "vae.safetensors"
+    save_vae(LatentVAE(build_autoencoder(config), config), path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def latent_mae_path(tmp_path_factory, vae_path):
+    """A tiny random latent-MAE (LATENT_MAE) recorded as trained on ``vae_path``'s latents."""
+    from tiny_configs import LATENT_MAE
+
+    from image_gen.data.latents import weights_hash
+    from image_gen.models.mae import MAE, MAEConfig, save_mae
+    from image_gen.models.vae import load_vae
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("latent_mae") / "mae.safetensors"
+    provenance = {"space": "latent", "vae_hash": weights_hash(load_vae(vae_path))}
+    save_mae(MAE(MAEConfig(**LATENT_MAE)), path, provenance)
+    return str(path)

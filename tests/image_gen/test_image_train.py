@@ -97,6 +97,7 @@ def test_latent_space_step_caches_latents_once(tmp_path, fake_root, mae_path):
         space="latent",
         vae_path=str(tmp_path / "vae.safetensors"),
         model={"size": "DiT-T/2", "in_channels": 4, "input_size": 8, "num_style_tokens": 4},
+        feature_space="decoded",  # the pixel MAE on decoded latents (test_latent_mae.py: the latent-MAE)
     )
     trainer = Trainer(config)
     assert trainer.objective.samples.shape == (200, 4, 8, 8) and (tmp_path / "latents_train.pt").is_file()

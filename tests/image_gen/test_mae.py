@@ -73,3 +73,14 @@ def test_training_lowers_the_masked_loss():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.5 * first
+
+
+def test_latent_input_maps_and_stage_count_checks():
+    maps = tiny(in_channels=4, input_size=8, blocks=(2, 2, 2)).encoder(torch.randn(2, 4, 8, 8))
+    assert [tuple(stage[-1].shape) for stage in maps] == [(2, 8, 8, 8), (2, 16, 4, 4), (2, 32, 2, 2)]
+    model = tiny(in_channels=4, input_size=8, blocks=(1, 1, 1))
+    assert model.reconstruct(torch.randn(2, 4, 8, 8)).shape == (2, 4, 8, 8)
+    with pytest.raises(ValueError, match="input_size must be a multiple of 16; use fewer stages"):
+        MAEConfig(input_size=8, blocks=(1, 1, 1, 1, 1))
+    with pytest.raises(ValueError, match="input_size=9 is not divisible by mask_patch=2"):
+        MAEConfig(input_size=9, blocks=(1,))

@@ -3,6 +3,10 @@ run as command-line overrides of configs/image_gen/smoke.yaml (for tests of the 
 
 from image_gen.objectives.drifting import DriftingTrainConfig
 
+LATENT_MAE = {"in_channels": 4, "input_size": 8, "width": 4, "blocks": (1, 1)}  # for the 8x8x4 test VAE
+LATENT_DIT = {"size": "DiT-T/2", "in_channels": 4, "input_size": 8, "num_in_context": 2,
+              "num_style_tokens": 4}
+
 
 def tiny_train_config(
     out_dir: str, data_root: str, mae_path: str | None, **overrides
@@ -40,3 +44,9 @@ def tiny_train_overrides(out_dir, data_root, mae_path, **overrides) -> list[str]
         max_steps=3, warmup_steps=2, log_every=1, sample_every=100, checkpoint_every=100, progress="false",
     )
     return [f"{key}={value}" for key, value in {**values, **overrides}.items()]
+
+
+def latent_train_config(out_dir, data_root, encoder_path, vae_path, **overrides) -> DriftingTrainConfig:
+    """tiny_train_config in the latent space of a tiny VAE (8x8x4), feature_space=latent unless overridden."""
+    return tiny_train_config(str(out_dir), str(data_root), encoder_path, space="latent", vae_path=vae_path,
+                             model=LATENT_DIT, **overrides)
