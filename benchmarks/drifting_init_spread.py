@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/drifting_init_spread.py [--store data/pusht/pusht_scripted.zarr]
 
 One batch of 64 Push-T windows, the drifting config's G = 8, seed 0. Printed per backbone (MLP 3x512, small
-UNet, small UNet with noise_cond_dim=32): the mean distance between two samples of one observation
-(gen_spread), the mean distance from a sample to the demonstration (nearest_pos_dist), and their ratio. A
-ratio far below 1 means the samples of an observation start nearly identical, far from the data.
+UNet, small UNet with noise_cond_dim=32, small UNet with noise_skip=0.5): the mean distance between two
+samples of one observation (gen_spread), the mean distance from a sample to the demonstration
+(nearest_pos_dist), and their ratio. A ratio far below 1 means the samples of an observation start nearly
+identical, far from the data.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from drifting_policy.policy import build_policy
 from drifting_policy.training.setup import build_datasets, fit_normalizer
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = (("mlp", 0), ("unet", 0), ("unet", 32))  # (backbone, noise_cond_dim)
+# (backbone, noise_cond_dim, noise_skip)
+VARIANTS = (("mlp", 0, 0.0), ("unet", 0, 0.0), ("unet", 32, 0.0), ("unet", 0, 0.5))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,16 +38,17 @@ def main(argv: list[str] | None = None) -> None:
     train, _ = build_datasets(task, options)
     batch = default_collate([train[i] for i in range(0, 64 * 300, 300)])  # 64 windows spread over the store
     normalizer = fit_normalizer(train, train.shape_meta)
-    for backbone, noise_cond_dim in VARIANTS:
+    for backbone, noise_cond_dim, noise_skip in VARIANTS:
         torch.manual_seed(0)
-        policy = build_policy("drifting", {**options, "backbone": backbone, "noise_cond_dim": noise_cond_dim},
+        policy = build_policy("drifting", {**options, "backbone": backbone, "noise_cond_dim": noise_cond_dim,
+                                          "noise_skip": noise_skip},
                               train.shape_meta)
         policy.set_normalizer(normalizer)
         with torch.no_grad():
             _, metrics = policy.compute_loss(batch, torch.Generator().manual_seed(0))
         spread, distance = float(metrics["gen_spread"]), float(metrics["nearest_pos_dist"])
-        print(f"{backbone}, noise_cond_dim={noise_cond_dim}: gen_spread {spread:.3f}, nearest_pos_dist "
-              f"{distance:.3f}, ratio {spread / distance:.2f}")
+        print(f"{backbone}, noise_cond_dim={noise_cond_dim}, noise_skip={noise_skip}: "
+              f"gen_spread {spread:.3f}, nearest_pos_dist {distance:.3f}, ratio {spread / distance:.2f}")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,10 @@ class DriftingConfig(PolicyConfig):
     # (FiLM), so the noise reaches every layer globally, not only through the chunk-shaped input (a UNet's
     # convolutions and skip connections see that input locally in time)
     noise_cond_dim: int = 0
+    # > 0: the generator is residual on its noise, chunk = backbone(noise, obs) + noise_skip * noise, so a
+    # freshly initialised network's G samples of one observation differ as much as their noise does (a UNet
+    # alone starts with them nearly identical: benchmarks/drifting_init_spread.py)
+    noise_skip: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,6 +60,8 @@ class DriftingConfig(PolicyConfig):
         if self.noise_cond_dim < 0:
             raise config_error("noise_cond_dim", ">= 0", self.noise_cond_dim,
                                "use 0 (noise input only) or e.g. 32")
+        if self.noise_skip < 0:
+            raise config_error("noise_skip", ">= 0", self.noise_skip, "use 0 (off) or 1 (identity path)")
         if self.extra_positives_k < 0:
             raise config_error("extra_positives_k", ">= 0", self.extra_positives_k, "use 0 (demo chunk only)")
         if not self.extra_positives_radius > 0:
@@ -101,7 +107,8 @@ class DriftingPolicy(BasePolicy):
         if self.config.noise_cond_dim:  # per-row conditioning [obs features | noise vector]: [B * G, E + Z]
             noise_vector = self.sample_noise((rows, self.config.noise_cond_dim), generator)
             cond = torch.cat([cond.repeat_interleave(num_samples, dim=0), noise_vector], dim=-1)
-        return self.backbone(noise, None, cond)
+        chunk = self.backbone(noise, None, cond)  # [B * G, T, A]
+        return chunk + self.config.noise_skip * noise if self.config.noise_skip else chunk
 
     def compute_loss(self, batch: Mapping[str, Any], generator: torch.Generator | None = None
                      ) -> tuple[Tensor, dict[str, Tensor]]:

@@ -68,6 +68,21 @@ def test_conditioning_noise_alone_makes_samples_differ(make_policy, monkeypatch)
     assert spreads[0] == 0.0 and spreads[8] > 1e-3
 
 
+def test_noise_skip_makes_the_unet_start_with_distinct_samples(make_policy):
+    """noise_skip adds the noise to the backbone's chunk: at initialisation the UNet's samples of one
+    observation are far closer together than they are to the demonstration; the identity path evens that."""
+    ratios = {}
+    for noise_skip in (0.0, 0.5):
+        torch.manual_seed(0)
+        policy, batch = make_policy("drifting", backbone="unet", noise_skip=noise_skip)
+        with torch.no_grad():
+            _, metrics = policy.compute_loss(batch, torch.Generator().manual_seed(0))
+        ratios[noise_skip] = float(metrics["gen_spread"] / metrics["nearest_pos_dist"])
+    assert ratios[0.5] > 2 * ratios[0.0]
+    with pytest.raises(ValueError, match="noise_skip"):
+        DriftingConfig(noise_skip=-1.0)
+
+
 def test_same_generator_same_actions_and_seed_matters(make_policy):
     policy, batch = make_policy("drifting")
     policy.eval()
