@@ -2,12 +2,15 @@
 
     drifting-collect task=pusht episodes=200 seed=0 out=data/pusht/pusht_scripted.zarr
     drifting-collect task=pusht episodes=200 seed=0 format=lerobot out=data/pusht/pusht_scripted_lerobot
+    drifting-collect task=blockpush episodes=1000 seed=0 out=data/blockpush/blockpush_scripted.zarr
 
 pusht -> ``drifting_policy.collect.pusht.collect(cfg)``;
+blockpush -> ``drifting_policy.collect.blockpush.collect(cfg)``;
 lift | can | tool_hang -> ``drifting_policy.collect.robomimic.collect(cfg)``.
-Both take the plain config dict (configs/collect/config.yaml plus overrides). ``format=lerobot`` collects
+Each takes the plain config dict (configs/collect/config.yaml plus overrides). ``format=lerobot`` collects
 into the task's own store beside ``out`` and converts it to a LeRobot v3.0 folder at ``out``
-(``drifting_policy.data.lerobot_export``), removing the store once the export succeeded.
+(``drifting_policy.data.lerobot_export``, Push-T and robomimic stores only), removing the store once the
+export succeeded.
 """
 
 from __future__ import annotations
@@ -27,13 +30,15 @@ from drifting_policy.common.entry import check_overrides, report_user_errors
 
 COLLECTORS = {
     "pusht": "drifting_policy.collect.pusht",
+    "blockpush": "drifting_policy.collect.blockpush",
     "lift": "drifting_policy.collect.robomimic",
     "can": "drifting_policy.collect.robomimic",
     "tool_hang": "drifting_policy.collect.robomimic",
 }
 
-NATIVE_FORMATS = {"pusht": "zarr", "lift": "hdf5", "can": "hdf5", "tool_hang": "hdf5"}
+NATIVE_FORMATS = {"pusht": "zarr", "blockpush": "zarr", "lift": "hdf5", "can": "hdf5", "tool_hang": "hdf5"}
 LEROBOT = "lerobot"
+LEROBOT_TASKS = ("pusht", "lift", "can", "tool_hang")  # stores drifting_policy.data.lerobot_export converts
 
 
 def run_collect(cfg: Mapping[str, Any]) -> Any:
@@ -45,6 +50,10 @@ def run_collect(cfg: Mapping[str, Any]) -> Any:
         raise ValueError(f"format={store_format!r}; expected null, {NATIVE_FORMATS.get(task, 'zarr|hdf5')!r} "
                          f"or {LEROBOT!r} for task={task}")
     if store_format == LEROBOT:
+        if task not in LEROBOT_TASKS:
+            raise ValueError(f"format=lerobot: the LeRobot export converts {LEROBOT_TASKS} stores, not "
+                             f"task={task}; drop format= to write the task's "
+                             f"{NATIVE_FORMATS.get(task)} store")
         return _collect_lerobot(cfg)
     return _collector(task).collect(cfg)
 

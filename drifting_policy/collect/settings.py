@@ -1,10 +1,14 @@
-"""What every scripted-demonstration collector shares: settings parsing, the summary, safe destinations."""
+"""What every scripted-demonstration collector shares: settings parsing, the summary, safe destinations,
+the ``.partial`` zarr store that becomes ``out`` only when complete."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-from collections.abc import Mapping
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,3 +63,35 @@ def package_version(package: str = "drifting-policy") -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
+
+
+def collect_zarr(out: Path, overwrite: bool, attrs: Mapping[str, Any],
+                 fill: Callable[[Any], tuple[int, int]]) -> CollectSummary:
+    """Run ``fill(buffer) -> (attempted, succeeded)`` into a new replay buffer at ``<out>.partial``
+    (attribute ``complete=False``), then record the counts, mark it complete and swap it in at ``out``.
+
+    An interrupted or failed run leaves only the ``.partial`` store, which ``ReplayBuffer.open`` refuses.
+    """
+    from drifting_policy.common.io import replace_folder
+    from drifting_policy.data.replay_buffer import COMPLETE_ATTR, ReplayBuffer
+
+    partial = partial_destination(out, overwrite)
+    if partial.exists():  # left by an interrupted run
+        shutil.rmtree(partial)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    buffer = ReplayBuffer.create(partial, attrs={**attrs, COMPLETE_ATTR: False})
+    start = time.perf_counter()
+    try:
+        attempted, succeeded = fill(buffer)
+    except BaseException:
+        print(f"collection interrupted; incomplete store left at {partial} (never read as a dataset)",
+              file=sys.stderr)
+        raise
+    seconds = time.perf_counter() - start
+    if buffer.n_episodes == 0:
+        raise RuntimeError(f"no episode kept out of {attempted} (succeeded {succeeded}); nothing "
+                           f"written to {out}")
+    buffer.update_attrs(attempted=attempted, succeeded=succeeded, kept=buffer.n_episodes,
+                        steps=buffer.n_steps, seconds=round(seconds, 2), **{COMPLETE_ATTR: True})
+    replace_folder(partial, out)  # an overwritten store survives a crash during the swap
+    return CollectSummary(out, attempted, succeeded, buffer.n_episodes, buffer.n_steps, seconds)

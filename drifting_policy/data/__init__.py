@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "LeRobotFolderDataset": "drifting_policy.data.lerobot",
+    "LowDimZarrDataset": "drifting_policy.data.lowdim_zarr",
     "PushTDataset": "drifting_policy.data.pusht",
     "ReplayBuffer": "drifting_policy.data.replay_buffer",
     "RobomimicDataset": "drifting_policy.data.robomimic",
@@ -18,11 +19,12 @@ _EXPORTS = {
     "episode_split": "drifting_policy.data.sequence",
 }
 
-__all__ = ["LeRobotFolderDataset", "PushTDataset", "ReplayBuffer", "RobomimicDataset", "SequenceSampler",
-           "episode_split"]
+__all__ = ["LeRobotFolderDataset", "LowDimZarrDataset", "PushTDataset", "ReplayBuffer", "RobomimicDataset",
+           "SequenceSampler", "episode_split"]
 
 if TYPE_CHECKING:
     from drifting_policy.data.lerobot import LeRobotFolderDataset
+    from drifting_policy.data.lowdim_zarr import LowDimZarrDataset
     from drifting_policy.data.pusht import PushTDataset
     from drifting_policy.data.replay_buffer import ReplayBuffer
     from drifting_policy.data.robomimic import RobomimicDataset

@@ -3,8 +3,9 @@
 `EnvRunner(RunnerConfig(...)).run(policy) -> {"eval/mean_score": ..., ...}` rolls the policy out on a
 fixed list of env seeds in a gymnasium vector env of `MultiStepWrapper`-ed envs: `obs_horizon` stacked
 observations in, the chunk `prediction[:, obs_horizon - 1 : obs_horizon - 1 + action_horizon]` executed,
-episode score = max reward over the episode. `run_episodes` returns the per-seed details (`EvalResult`)
-for JSON summaries.
+episode score = max reward over the episode; each `info_metrics` key (e.g. block pushing's p1, p2) is
+reported as the mean over episodes of its max over the episode. `run_episodes` returns the per-seed
+details (`EvalResult`) for JSON summaries.
 
 Deterministic for a given config: env seeds are explicit and the policy samples from a `torch.Generator`
 seeded with `sampling_seed` (results do depend on `n_envs`, which fixes how episodes are batched).
@@ -50,6 +51,8 @@ class RunnerConfig:
     video_format: str = "gif"
     success_key: str = "is_success"
     coverage_key: str | None = "coverage"
+    # info keys whose max over each episode is averaged over episodes and reported as <prefix><key>
+    info_metrics: tuple[str, ...] = ()
     # "module:function" mapping executed policy actions [..., action_dim] to env actions [..., env_dim]
     # (e.g. robomimic's 10-D absolute actions with a 6-D rotation -> the env's 7-D axis-angle OSC_POSE)
     action_transform: str | None = None
@@ -67,6 +70,7 @@ class RunnerConfig:
         if self.video_format not in ("gif", "mp4"):
             raise ValueError(f"RunnerConfig.video_format must be 'gif' or 'mp4', got {self.video_format!r}")
         self.env_kwargs = dict(self.env_kwargs)
+        self.info_metrics = tuple(self.info_metrics)
         if self.action_transform is not None and ":" not in self.action_transform:
             raise ValueError(f"RunnerConfig.action_transform must be 'module:function', got "
                              f"{self.action_transform!r}")
@@ -88,6 +92,7 @@ class EvalResult:
     videos: list[str]
     seconds: float
     policy_ms_per_chunk: float
+    info_maxima: dict[str, list[float]] = field(default_factory=dict)  # per info_metrics key, per episode
 
     def metrics(self, prefix: str = "eval/", n_bootstrap: int = 2000) -> dict[str, float]:
         scores = np.asarray(self.scores, dtype=np.float64)
@@ -103,6 +108,8 @@ class EvalResult:
         }
         if self.max_coverages is not None:
             out["mean_max_coverage"] = float(np.mean(self.max_coverages))
+        for key, maxima in self.info_maxima.items():
+            out[key] = float(np.mean(maxima))
         return {prefix + key: float(value) for key, value in out.items()}
 
     def to_json(self, prefix: str = "eval/", n_bootstrap: int = 2000) -> dict[str, Any]:
@@ -141,7 +148,9 @@ class EnvRunner:
         env = gym.make(cfg.env_id, max_episode_steps=cfg.max_steps, disable_env_checker=True, **kwargs)
         if record:
             env = VideoRecorder(env, fps=cfg.video_fps)
-        return MultiStepWrapper(env, cfg.obs_horizon, cfg.action_horizon, max_episode_steps=cfg.max_steps)
+        keys = tuple(key for key in (cfg.coverage_key, cfg.success_key, *cfg.info_metrics) if key)
+        return MultiStepWrapper(env, cfg.obs_horizon, cfg.action_horizon, max_episode_steps=cfg.max_steps,
+                                max_info_keys=keys)
 
     def _vector_env(self, n_envs: int, record: bool) -> gym.vector.VectorEnv:
         fns = [lambda: self.make_env(record) for _ in range(n_envs)]
@@ -189,7 +198,8 @@ class EnvRunner:
             max_coverages=[o["coverage"] for o in outcomes] if cfg.coverage_key else None,
             episode_steps=[o["steps"] for o in outcomes],
             videos=[o["video"] for o in outcomes if o["video"]], seconds=time.perf_counter() - start,
-            policy_ms_per_chunk=1000.0 * timing[0] / max(timing[1], 1))
+            policy_ms_per_chunk=1000.0 * timing[0] / max(timing[1], 1),
+            info_maxima={key: [o["info"][key] for o in outcomes] for key in cfg.info_metrics})
 
     def _video_path(self, video_dir, index: int, seed: int) -> str | None:
         if index >= self.config.n_videos:
@@ -212,6 +222,7 @@ class EnvRunner:
         score = np.full(n, -np.inf)
         success = np.zeros(n, dtype=bool)
         coverage = np.zeros(n)
+        maxima = {key: np.zeros(n) for key in cfg.info_metrics}
         steps = np.zeros(n, dtype=int)
         device = policy_device(policy)
         while active.any():
@@ -227,12 +238,18 @@ class EnvRunner:
             success |= active & np.asarray(info.get(cfg.success_key, np.zeros(n)), dtype=bool)
             if cfg.coverage_key:
                 coverage = np.where(active, np.maximum(coverage, info.get(cfg.coverage_key, 0.0)), coverage)
+            for key, values in maxima.items():
+                if key not in info:
+                    raise ValueError(f"RunnerConfig.info_metrics names {key!r} but {cfg.env_id}'s info has "
+                                     f"{sorted(k for k in info if not k.startswith('_'))}")
+                maxima[key] = np.where(active, np.maximum(values, np.asarray(info[key], dtype=float)), values)
             steps = np.where(active, info["episode_steps"], steps)
             active &= ~(terminated | truncated)
         if any(paths):
             vector_env.call("write_video")
         return [{"score": float(score[i]), "success": bool(success[i]), "coverage": float(coverage[i]),
-                 "steps": int(steps[i]), "video": paths[i]} for i in range(n)]
+                 "steps": int(steps[i]), "video": paths[i],
+                 "info": {key: float(values[i]) for key, values in maxima.items()}} for i in range(n)]
 
     def _executed(self, prediction: torch.Tensor) -> np.ndarray:
         """prediction [B, prediction_horizon, action_dim] -> executed [B, action_horizon, action_dim]."""

@@ -24,6 +24,7 @@ from drifting_policy.training.trainer import PolicySpec, TrainConfig, Trainer
 # task.dataset.type -> (the config field holding the data path, how to make the file when it is missing)
 DATASET_TYPES = {
     "pusht": ("zarr_path", "drifting-collect task=pusht out={path}"),
+    "lowdim_zarr": ("zarr_path", "drifting-collect task=<task> out={path}"),  # e.g. task=blockpush
     "robomimic": ("hdf5_path", "drifting-collect task=<lift|can> out={path}"),
     "lerobot": ("root", "drifting-collect task=pusht format=lerobot out={path}"),
 }
@@ -31,7 +32,7 @@ DATASET_TYPES = {
 
 def build_datasets(task: Mapping[str, Any], policy_options: Mapping[str, Any]):
     """(train, val or None) datasets of raw windows with the policy's horizons (dataset types in
-    DATASET_TYPES: Push-T zarr, robomimic hdf5, local LeRobot folder)."""
+    DATASET_TYPES: Push-T zarr, low-dim zarr (block pushing), robomimic hdf5, local LeRobot folder)."""
     dataset = dict(task["dataset"])
     kind = dataset.pop("type")
     horizons = {key: policy_options[key] for key in ("obs_horizon", "action_horizon", "prediction_horizon")
@@ -51,6 +52,9 @@ def build_datasets(task: Mapping[str, Any], policy_options: Mapping[str, Any]):
     dataset.pop("collect_hint", None)
     if kind == "pusht":
         from drifting_policy.data import PushTDataset as dataset_class
+    elif kind == "lowdim_zarr":
+        from drifting_policy.data import LowDimZarrDataset as dataset_class
+        dataset["obs_keys"] = tuple(dataset["obs_keys"])
     elif kind == "lerobot":
         from drifting_policy.data import LeRobotFolderDataset as dataset_class
         dataset["shape_meta"] = task["shape_meta"]  # low-dim features are reshaped to the task's shapes

@@ -1,6 +1,10 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+import torch
 
+from drifting_policy.evaluation.runner import EnvRunner, RunnerConfig
 from envs.blockpush.env import BlockPushEnv
 from envs.blockpush.expert import BlockPushExpert
 from envs.blockpush.planner import Router, segment_distance
@@ -58,3 +62,37 @@ def test_router_goes_around_a_cube():
 def test_negative_noise_is_refused():
     with pytest.raises(ValueError, match="noise_std"):
         BlockPushExpert(np.random.default_rng(0), noise_std=-1.0)
+
+
+class ExpertAsPolicy(torch.nn.Module):
+    """The expert driven from the env's observations only, as a policy: shows they hold all it needs."""
+
+    name = "expert"
+
+    def __init__(self, stay: bool = False):
+        super().__init__()
+        self.config = SimpleNamespace(obs_horizon=1, action_horizon=1, prediction_horizon=1)
+        self.stay, self.experts = stay, []
+
+    def reset(self) -> None:
+        self.experts = []
+
+    def predict_action(self, obs, generator=None):
+        blocks, targets, pusher = (obs[key][:, -1].double().numpy()
+                                   for key in ("block_pose", "target_pose", "effector_pos"))
+        if not self.experts:
+            self.experts = [BlockPushExpert(np.random.default_rng(i)) for i in range(len(pusher))]
+        actions = [pusher[i] if self.stay else expert.clean_action(blocks[i], targets[i], pusher[i])
+                   for i, expert in enumerate(self.experts)]
+        return torch.as_tensor(np.array(actions), dtype=torch.float32)[:, None]  # [B, 1, 2]
+
+
+def test_runner_reports_p1_and_p2_for_the_expert_from_observations():
+    options = dict(env_id="envs/BlockPush-v0", env_module="envs.blockpush", seed_start=100_000, n_seeds=2,
+                   max_steps=350, obs_horizon=1, action_horizon=1, n_envs=2, success_key="p2",
+                   coverage_key=None, info_metrics=("p1", "p2"))
+    metrics = EnvRunner(RunnerConfig(**options)).run(ExpertAsPolicy())
+    assert metrics["eval/p1"] == metrics["eval/p2"] == metrics["eval/success_rate"] == 1.0
+    assert metrics["eval/mean_score"] == 1.0
+    idle = EnvRunner(RunnerConfig(**{**options, "max_steps": 5})).run(ExpertAsPolicy(stay=True))
+    assert idle["eval/p1"] == idle["eval/p2"] == idle["eval/mean_score"] == 0.0

@@ -110,3 +110,13 @@ def test_async_vector_env_matches_sync():
     sync = reach_runner(n_seeds=3, n_envs=3).run_episodes(policy)
     async_ = reach_runner(n_seeds=3, n_envs=3, vector_mode="async").run_episodes(policy)
     assert sync.scores == async_.scores and sync.episode_steps == async_.episode_steps
+
+
+def test_info_metrics_are_episode_maxima_averaged():
+    policy = GoalPolicy(TinyConfig(noise_std=0.0))
+    result = reach_runner(info_metrics=("coverage", "is_success")).run_episodes(policy)
+    metrics = result.metrics()
+    assert metrics["eval/coverage"] == pytest.approx(metrics["eval/mean_max_coverage"])
+    assert result.info_maxima["is_success"] == [1.0] * 5 and metrics["eval/is_success"] == 1.0
+    with pytest.raises(ValueError, match="info_metrics names 'p2'"):
+        reach_runner(info_metrics=("p2",)).run(policy)
