@@ -15,7 +15,6 @@ enter a zone first; -1 if none did).
 from __future__ import annotations
 
 import datetime
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,9 @@ from drifting_policy.collect.settings import (
     collect_zarr,
     config_from_mapping,
     package_version,
+)
+from drifting_policy.collect.settings import (
+    source_digest as package_source_digest,
 )
 
 DEFAULT_OUT = "data/blockpush/blockpush_scripted.zarr"
@@ -104,13 +106,10 @@ def _attrs(config: BlockPushCollectConfig, expert_version: str) -> dict[str, Any
 
 
 def source_digest() -> str:
-    """sha256 (16 hex) of envs/blockpush/*.py: the env and expert code the data came from."""
+    """Digest of envs/blockpush/*.py (collect.settings.source_digest)."""
     import envs.blockpush
 
-    digest = hashlib.sha256()
-    for path in sorted(Path(envs.blockpush.__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
+    return package_source_digest(Path(envs.blockpush.__file__).parent)
 
 
 def _run_episodes(config: BlockPushCollectConfig, buffer: Any,

@@ -14,7 +14,6 @@ at ``<out>``, and ``ReplayBuffer.open`` refuses the ``.partial`` one.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import shutil
 import sys
 import time
@@ -32,6 +31,9 @@ from drifting_policy.collect.settings import (
     config_from_mapping,
     package_version,
     partial_destination,
+)
+from drifting_policy.collect.settings import (
+    source_digest as package_source_digest,
 )
 from drifting_policy.common.io import replace_folder
 from drifting_policy.data.replay_buffer import COMPLETE_ATTR, ReplayBuffer
@@ -162,13 +164,10 @@ def _attrs(config: PushTCollectConfig, expert_version: str) -> dict[str, Any]:
 
 
 def source_digest() -> str:
-    """sha256 (16 hex) of envs/pusht/*.py except this file: the env and expert code the data came from,
-    which identifies the data even when EXPERT_VERSION was not bumped after a change."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        if path.name != Path(__file__).name:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
+    """Digest of envs/pusht/*.py (collect.settings.source_digest)."""
+    import envs.pusht
+
+    return package_source_digest(Path(envs.pusht.__file__).parent)
 
 
 def _run_episodes(config: PushTCollectConfig, buffer: ReplayBuffer,

@@ -4,6 +4,7 @@ the ``.partial`` zarr store that becomes ``out`` only when complete."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.metadata
 import shutil
 import sys
@@ -63,6 +64,15 @@ def package_version(package: str = "drifting-policy") -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
+
+
+def source_digest(package_dir: Path) -> str:
+    """sha256 (16 hex) of the *.py files of one env package (e.g. envs/pusht): the env and expert code a
+    store was collected with, which identifies the data even when the expert version was not bumped."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(package_dir).glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def collect_zarr(out: Path, overwrite: bool, attrs: Mapping[str, Any],

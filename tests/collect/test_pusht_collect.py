@@ -188,3 +188,21 @@ def test_execution_noise_moves_the_agent_but_the_label_stays_the_experts(tmp_pat
     assert np.ptp(moved[:, :2], axis=0).max() > 5.0  # execution noise moved it
     np.testing.assert_allclose(stores[15.0]["action"][:], moved[:, :2], atol=1e-4)  # label = expert command
     assert stores[15.0].attrs["execution_noise_std"] == 15.0
+
+
+def test_source_digest_follows_the_env_code_not_the_collector(tmp_path):
+    """The stores' source_sha256 names the env + expert code they came from (it used to hash the collector's
+    own folder, so an expert change left it unchanged)."""
+    import shutil
+    from pathlib import Path
+
+    import envs.pusht
+    from drifting_policy.collect import pusht as pusht_collect
+    from drifting_policy.collect.settings import source_digest
+
+    env_dir = Path(envs.pusht.__file__).parent
+    copy = tmp_path / "pusht"
+    shutil.copytree(env_dir, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert pusht_collect.source_digest() == source_digest(copy)
+    (copy / "expert.py").write_text((copy / "expert.py").read_text() + "\n# changed\n")
+    assert source_digest(copy) != pusht_collect.source_digest()
