@@ -14,9 +14,6 @@ at ``<out>``, and ``ReplayBuffer.open`` refuses the ``.partial`` one.
 from __future__ import annotations
 
 import datetime
-import shutil
-import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +25,13 @@ from tqdm import tqdm
 from drifting_policy.collect.settings import (
     CollectSummary,
     check_demo_seeds,
+    collect_zarr,
     config_from_mapping,
     package_version,
-    partial_destination,
 )
 from drifting_policy.collect.settings import (
     source_digest as package_source_digest,
 )
-from drifting_policy.common.io import replace_folder
 from drifting_policy.data.replay_buffer import COMPLETE_ATTR, ReplayBuffer
 
 OBS_TYPES = ("state", "keypoints", "image")
@@ -103,32 +99,12 @@ def collect_pusht(config: PushTCollectConfig, expert_factory: ExpertFactory | No
     expert_factory(rng, noise_std) -> object with ``reset()`` and ``act(env) -> [2]``; default
     ``envs.pusht.expert.PushTExpert``.
     """
-    out = Path(config.out)
-    partial = partial_destination(out, config.overwrite)
     if expert_factory is None:
         expert_factory, expert_version = _default_expert()
     else:
         expert_version = getattr(expert_factory, "version", "custom")
-    if partial.exists():  # left by an interrupted run
-        shutil.rmtree(partial)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    buffer = ReplayBuffer.create(partial, attrs=_attrs(config, expert_version))
-    start = time.perf_counter()
-    try:
-        counts = _run_episodes(config, buffer, expert_factory)
-    except BaseException:
-        print(f"collection interrupted; incomplete store left at {partial} (never read as a dataset)",
-              file=sys.stderr)
-        raise
-    seconds = time.perf_counter() - start
-    attempted, succeeded = counts
-    if buffer.n_episodes == 0:
-        raise RuntimeError(f"no episode kept out of {attempted} (succeeded {succeeded}); nothing "
-                           f"written to {out}")
-    buffer.update_attrs(attempted=attempted, succeeded=succeeded, kept=buffer.n_episodes,
-                        steps=buffer.n_steps, seconds=round(seconds, 2), **{COMPLETE_ATTR: True})
-    replace_folder(partial, out)  # an overwritten store survives a crash during the swap
-    return CollectSummary(out, attempted, succeeded, buffer.n_episodes, buffer.n_steps, seconds)
+    return collect_zarr(Path(config.out), config.overwrite, _attrs(config, expert_version),
+                        lambda buffer: _run_episodes(config, buffer, expert_factory))
 
 
 def _default_expert() -> tuple[ExpertFactory, str]:
