@@ -7,6 +7,6 @@ recipes/ (ImageNet dry runs), sampling (generators loaded from their files), dis
 run_folder (the files of a run and the run-folder rule), weight_files (reading weight files: a damaged or
 foreign file is one line naming it).
 Entry points (console scripts; no module imports them): train (image-gen-train and its -flow, -mae, -vae and
--evaluator aliases), evaluate, sample, dry_run, cache_latents; profile_step (python -m). Each reports a user
+-evaluator aliases), evaluate, sample, dry_run, cache_latents, bench (image-gen-bench). Each reports a user
 error as one line, `error: ...`, with exit status 2 (drifting_policy.common.entry.report_user_errors).
 """
