@@ -13,7 +13,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,robomimic,convnext]"
+	$(PY) -m pip install -q -e ".[dev,robomimic,kitchen,convnext]"
 	touch $(STAMP)
 
 install: $(STAMP)
