@@ -3,9 +3,11 @@
     drifting-collect task=pusht episodes=200 seed=0 out=data/pusht/pusht_scripted.zarr
     drifting-collect task=pusht episodes=200 seed=0 format=lerobot out=data/pusht/pusht_scripted_lerobot
     drifting-collect task=blockpush episodes=1000 seed=0 out=data/blockpush/blockpush_scripted.zarr
+    drifting-collect task=kitchen episodes=500 seed=0 out=data/kitchen/kitchen_scripted.zarr
 
 pusht -> ``drifting_policy.collect.pusht.collect(cfg)``;
 blockpush -> ``drifting_policy.collect.blockpush.collect(cfg)``;
+kitchen -> ``drifting_policy.collect.kitchen.collect(cfg)``;
 lift | can | tool_hang -> ``drifting_policy.collect.robomimic.collect(cfg)``.
 Each takes the plain config dict (configs/collect/config.yaml plus overrides). ``format=lerobot`` collects
 into the task's own store beside ``out`` and converts it to a LeRobot v3.0 folder at ``out``
@@ -31,12 +33,14 @@ from drifting_policy.common.entry import check_overrides, report_user_errors
 COLLECTORS = {
     "pusht": "drifting_policy.collect.pusht",
     "blockpush": "drifting_policy.collect.blockpush",
+    "kitchen": "drifting_policy.collect.kitchen",
     "lift": "drifting_policy.collect.robomimic",
     "can": "drifting_policy.collect.robomimic",
     "tool_hang": "drifting_policy.collect.robomimic",
 }
 
-NATIVE_FORMATS = {"pusht": "zarr", "blockpush": "zarr", "lift": "hdf5", "can": "hdf5", "tool_hang": "hdf5"}
+NATIVE_FORMATS = {"pusht": "zarr", "blockpush": "zarr", "kitchen": "zarr", "lift": "hdf5", "can": "hdf5",
+                  "tool_hang": "hdf5"}
 LEROBOT = "lerobot"
 LEROBOT_TASKS = ("pusht", "lift", "can", "tool_hang")  # stores drifting_policy.data.lerobot_export converts
 
