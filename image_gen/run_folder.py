@@ -6,6 +6,7 @@
     model.safetensors         generator weights (EMA + raw) with their config, for image-gen-eval/-sample
     mae.safetensors, vae.safetensors, evaluator.safetensors   what the other objectives export
     samples/step_<N>.png      sample grids of the generator objectives
+    checkpoints/step_<N>/     the export of step N, kept when keep_every divides N (time-to-score curves)
 
 The run-folder rule (drifting_policy.common.run_folder, :func:`check_image_run_folder`), checked before
 anything is written: a folder with a train_state.safetensors is continued only with ``resume=true`` and the
@@ -34,9 +35,9 @@ MODEL_FILE = "model.safetensors"
 # step is executed (device, FSDP, the split of a step's micro-batches into ranks x grad_accum: the stored
 # config records ranks x grad_accum, which must stay the same).
 RESUME_MAY_CHANGE = (
-    "max_steps", "epochs", "log_every", "sample_every", "checkpoint_every", "progress", "num_threads",
-    "resume", "run_name", "out_dir", "grid_alpha", "grid_nfe", "grid_guidance", "device", "fsdp",
-    "grad_accum",
+    "max_steps", "epochs", "log_every", "sample_every", "checkpoint_every", "keep_every", "progress",
+    "num_threads", "resume", "run_name", "out_dir", "grid_alpha", "grid_nfe", "grid_guidance", "device",
+    "fsdp", "grad_accum",
 )
 
 
@@ -58,6 +59,11 @@ def write_config(run_dir: Path, config) -> Path:
 
 def grid_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / "samples" / f"step_{step:06d}.png"
+
+
+def kept_dir(run_dir: Path, step: int) -> Path:
+    """The folder of step ``step``'s kept export (keep_every)."""
+    return Path(run_dir) / "checkpoints" / f"step_{step:06d}"
 
 
 def save_grid(images: Tensor, path: Path, nrow: int) -> None:

@@ -40,6 +40,9 @@ class ImageTrainConfig:
     log_every: int = 25
     sample_every: int = 250  # sample grids (generator objectives)
     checkpoint_every: int = 250  # train_state.safetensors (+ the objective's export); also at the end
+    # also keep the objective's export (model.safetensors) of every keep_every-th step in
+    # checkpoints/step_<N>/, with a metrics row there (train/cpu_minutes): time-to-score curves; None: no
+    keep_every: int | None = None
     resume: bool = True  # continue from run_dir/train_state.safetensors when it exists
     progress: bool = True
     grad_accum: int = 1  # micro-batches per rank
@@ -59,6 +62,8 @@ class ImageTrainConfig:
         for name in ("log_every", "sample_every", "checkpoint_every", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}; expected >= 1: set {name}=<a count>")
+        if self.keep_every is not None and self.keep_every < 1:
+            raise ValueError(f"keep_every={self.keep_every}; expected >= 1, or null to keep no step's export")
 
     def _check_budget(self) -> None:
         if self.STEPS_FROM_EPOCHS and self.max_steps is not None:

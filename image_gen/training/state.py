@@ -3,10 +3,11 @@
 
 Tensors: ``model.*`` and ``ema.*`` (full, also under FSDP), ``generator`` (the step randomness),
 ``optimizer.<param index>.<name>`` (AdamW moments, drifting_policy.common.io.flatten_optimizer) and the
-objective's own (``queue.*``, ``stream.*``, ...). Metadata: ``step``, ``train_seconds``, ``optimizer``
-(param groups and scalars), ``config`` (the run's settings, for the run-folder check) and the objective's
-scalars. Files written by the separate image trainers before they became one loop have the same layout and
-load unchanged (without ``config``).
+objective's own (``queue.*``, ``stream.*``, ...). Metadata: ``step``, ``train_seconds`` and
+``train_cpu_seconds`` (wall and CPU time in training steps), ``optimizer`` (param groups and scalars),
+``config`` (the run's settings, for the run-folder check) and the objective's scalars. Files written by
+the separate image trainers before they became one loop have the same layout and load unchanged (without
+``config``).
 """
 
 from __future__ import annotations

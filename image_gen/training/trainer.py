@@ -61,6 +61,7 @@ from image_gen.run_folder import (
     STATE_FILE,
     check_image_run_folder,
     grid_path,
+    kept_dir,
     save_grid,
     stored_config,
     write_config,
@@ -104,7 +105,8 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed + self.objective.generator_seed_offset)
         self.max_steps = self.objective.max_steps()
         self.warmup_steps = min(100, self.max_steps // 10) if cfg.warmup_steps is None else cfg.warmup_steps
-        self.step, self.train_seconds = 0, 0.0
+        # wall and CPU (user + sys of this process, all its threads) seconds spent in training steps alone
+        self.step, self.train_seconds, self.train_cpu_seconds = 0, 0.0, 0.0
         self.saved_step: int | None = None  # step of the train state on disk (None: none written yet)
         self.logger: MetricsLogger | None = None
         self._window = [0, 0.0]  # steps and training seconds since the last logged row
@@ -140,8 +142,9 @@ class Trainer:
         last: dict[str, float] = {}
         try:
             while self.step < self.max_steps:
-                tic = time.perf_counter()
+                tic, cpu_tic = time.perf_counter(), time.process_time()
                 last = mean_metrics(self.train_step(), self.dist)  # a collective: every rank, every step
+                self.train_cpu_seconds += time.process_time() - cpu_tic
                 self._window[0] += 1
                 self._window[1] += time.perf_counter() - tic
                 self.train_seconds += time.perf_counter() - tic
@@ -227,13 +230,16 @@ class Trainer:
         checkpoint is written by :meth:`fit`, after the objective's final row and export."""
         cfg, step = self.config, self.step
         final = step == self.max_steps
+        keep = cfg.keep_every is not None and step % cfg.keep_every == 0
         if self.dist.is_main:
-            if step % cfg.log_every == 0 or final:
+            if step % cfg.log_every == 0 or final or keep:  # a kept step's row holds its training time
                 self.logger.log({**metrics, **self._throughput()}, step)
             if step % cfg.sample_every == 0 or final:
                 grid = self.sample_grid()
                 if grid is not None:
                     save_grid(grid, grid_path(self.run_dir, step), nrow=GRID_PER_CLASS)
+        if keep:
+            self.keep()
         if step % cfg.checkpoint_every == 0 and not final:
             self.save()
 
@@ -243,7 +249,8 @@ class Trainer:
         rate = steps / max(seconds, 1e-9)
         per_step = self.objective.images_per_step
         return {"train/steps_per_s": rate, "train/images_per_s": rate * per_step,
-                "train/samples_seen": float(self.step * per_step), "train/minutes": self.train_seconds / 60.0}
+                "train/samples_seen": float(self.step * per_step), "train/minutes": self.train_seconds / 60.0,
+                "train/cpu_minutes": self.train_cpu_seconds / 60.0}
 
     def sample_grid(self, per_class: int = GRID_PER_CLASS) -> Tensor | None:
         """EMA samples [K * per_class, C, H, W] in pixels, class-major, fixed seed (None: no samples)."""
@@ -282,17 +289,32 @@ class Trainer:
         save_train_state(state, self.run_dir / STATE_FILE)
         self.saved_step = self.step
 
-    def resume_state(self) -> tuple[dict[str, Tensor], dict]:
-        """Everything an exact resume needs: named full tensors and JSON-able metadata (every rank calls it:
-        FSDP shards are gathered)."""
+    def keep(self) -> None:
+        """Every rank calls it (FSDP gathers); rank 0 writes this step's export to checkpoints/step_<N>/,
+        which no later checkpoint overwrites (objectives without a per-step export write nothing)."""
+        weights = self._weights()
+        if self.dist.is_main:
+            folder = kept_dir(self.run_dir, self.step)
+            folder.mkdir(parents=True, exist_ok=True)
+            self.objective.export_checkpoint(folder, weights, self.step)
+
+    def _weights(self) -> dict[str, Tensor]:
+        """Full ``model.*`` and ``ema.*`` tensors (every rank: FSDP shards are gathered)."""
         tensors = {f"model.{k}": v for k, v in full_state_dict(self.model).items()}
         if self.ema is not None:
             tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
+        return tensors
+
+    def resume_state(self) -> tuple[dict[str, Tensor], dict]:
+        """Everything an exact resume needs: named full tensors and JSON-able metadata (every rank calls it:
+        FSDP shards are gathered)."""
+        tensors = self._weights()
         tensors["generator"] = self.generator.get_state()
         extra, extra_meta = self.objective.state_dict()
         tensors.update(extra)
         optimizer_meta = flatten_optimizer(full_optimizer_state(self.optimizer), tensors)  # optimizer.<i>.<k>
         meta = {"step": self.step, "train_seconds": self.train_seconds,
+                "train_cpu_seconds": self.train_cpu_seconds,
                 "config": stored_config(self.config, self.dist.world_size), **extra_meta}
         return tensors, {**meta, "optimizer": optimizer_meta}
 
@@ -312,6 +334,7 @@ class Trainer:
         self.objective.load_state_dict(tensors, meta)
         self.step = self.saved_step = int(meta["step"])
         self.train_seconds = float(meta.get("train_seconds", 0.0))  # absent in files of the older trainers
+        self.train_cpu_seconds = float(meta.get("train_cpu_seconds", 0.0))  # absent before keep_every
 
 
 @contextlib.contextmanager

@@ -19,7 +19,8 @@ from tiny_configs import tiny_train_overrides
 from drifting_policy.common.faults import FAILPOINT_ENV
 from image_gen.training.state import read_state_metadata
 
-TIME_KEYS = ("train/steps_per_s", "train/images_per_s", "train/minutes")  # wall-clock: differ by nature
+# wall-clock and CPU time: differ by nature
+TIME_KEYS = ("train/steps_per_s", "train/images_per_s", "train/minutes", "train/cpu_minutes")
 SIGKILL_STATUS = -signal.SIGKILL
 STEPS = 12
 

@@ -156,3 +156,27 @@ def test_trainer_leaves_global_torch_state_alone(tmp_path, fake_root, mae_path):
     other_seed = Trainer(tiny_config(tmp_path, fake_root, mae_path, seed=1))
     pairs = zip(first.model.parameters(), other_seed.model.parameters(), strict=True)
     assert any(not torch.equal(a, b) for a, b in pairs)
+
+
+def test_keep_every_keeps_each_steps_export_and_its_cpu_time(tmp_path, fake_root, mae_path):
+    """keep_every=2: checkpoints/step_2 holds the EMA weights a 2-step run ends with (not those of step 4),
+    its metrics row the CPU time spent so far, and a resume continues that CPU count."""
+    import json
+
+    from image_gen.training.state import read_state_metadata
+
+    four = train(tiny_config(tmp_path / "a", fake_root, mae_path, max_steps=4, keep_every=2, log_every=100))
+    two = train(tiny_config(tmp_path / "b", fake_root, mae_path, max_steps=2))
+    kept = tmp_path / "a" / "run" / "checkpoints"
+    kept2, meta2 = load_generator(kept / "step_000002" / "model.safetensors")
+    kept4, _ = load_generator(kept / "step_000004" / "model.safetensors")
+    assert meta2["step"] == 2 and sorted(p.name for p in kept.iterdir()) == ["step_000002", "step_000004"]
+    torch.testing.assert_close(kept2.state_dict(), two.ema.model.state_dict(), rtol=0, atol=0)
+    torch.testing.assert_close(kept4.state_dict(), four.ema.model.state_dict(), rtol=0, atol=0)
+    assert any(not torch.equal(a, b) for a, b in zip(kept2.parameters(), kept4.parameters(), strict=True))
+    rows = [json.loads(line) for line in (tmp_path / "a" / "run" / "metrics.jsonl").read_text().splitlines()]
+    cpu = [row["train/cpu_minutes"] for row in rows if "train/cpu_minutes" in row]
+    assert [row["step"] for row in rows if "train/cpu_minutes" in row] == [2, 4] and 0 < cpu[0] < cpu[1]
+    stored = read_state_metadata(tmp_path / "b" / "run" / "train_state.safetensors")["train_cpu_seconds"]
+    resumed = train(tiny_config(tmp_path / "b", fake_root, mae_path, max_steps=3))
+    assert 0 < stored < resumed.train_cpu_seconds
