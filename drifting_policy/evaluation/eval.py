@@ -4,6 +4,7 @@
     drifting-eval checkpoint=runs/x/checkpoints/latest n_envs=25 n_seeds=50 n_videos=4
     drifting-eval checkpoint=runs/x/checkpoints/latest sampler=ddim num_inference_steps=10   (diffusion only)
     drifting-eval "checkpoint=runs/x/checkpoints/step_*" last=3      (mean over the last 3 checkpoints)
+    drifting-eval checkpoint=... "info_records=[first_block,zones]"  (per-episode final info in the JSON)
 
 The checkpoint alone defines the policy, the task and the protocol (its stored run config); the options
 here override the protocol. Writes <run>/eval/<checkpoint>[_<sampler><steps>].json (per-seed scores, videos
@@ -28,7 +29,7 @@ from drifting_policy.training.checkpoint import load_policy, read_metadata, reso
 from drifting_policy.training.setup import check_test_seeds_unseen
 
 RUNNER_OVERRIDES = ("n_envs", "seed_start", "n_seeds", "n_videos", "vector_mode", "sampling_seed",
-                    "max_steps")
+                    "max_steps", "info_records")
 
 
 def checkpoint_paths(pattern: str, last: int | None) -> list[Path]:

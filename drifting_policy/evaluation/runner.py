@@ -4,7 +4,8 @@
 fixed list of env seeds in a gymnasium vector env of `MultiStepWrapper`-ed envs: `obs_horizon` stacked
 observations in, the chunk `prediction[:, obs_horizon - 1 : obs_horizon - 1 + action_horizon]` executed,
 episode score = max reward over the episode; each `info_metrics` key (e.g. block pushing's p1, p2) is
-reported as the mean over episodes of its max over the episode. `run_episodes` returns the per-seed
+reported as the mean over episodes of its max over the episode; each `info_records` key (e.g. block
+pushing's first_block) is kept as its value at each episode's last step. `run_episodes` returns the per-seed
 details (`EvalResult`) for JSON summaries.
 
 Deterministic for a given config: env seeds are explicit and the policy samples from a `torch.Generator`
@@ -53,6 +54,9 @@ class RunnerConfig:
     coverage_key: str | None = "coverage"
     # info keys whose max over each episode is averaged over episodes and reported as <prefix><key>
     info_metrics: tuple[str, ...] = ()
+    # info keys whose value at each episode's last step is kept per episode (EvalResult.info_records), e.g.
+    # the order a multi-stage task was done in (evaluation/order_modes.py)
+    info_records: tuple[str, ...] = ()
     # "module:function" mapping executed policy actions [..., action_dim] to env actions [..., env_dim]
     # (e.g. robomimic's 10-D absolute actions with a 6-D rotation -> the env's 7-D axis-angle OSC_POSE)
     action_transform: str | None = None
@@ -71,6 +75,7 @@ class RunnerConfig:
             raise ValueError(f"RunnerConfig.video_format must be 'gif' or 'mp4', got {self.video_format!r}")
         self.env_kwargs = dict(self.env_kwargs)
         self.info_metrics = tuple(self.info_metrics)
+        self.info_records = tuple(self.info_records)
         if self.action_transform is not None and ":" not in self.action_transform:
             raise ValueError(f"RunnerConfig.action_transform must be 'module:function', got "
                              f"{self.action_transform!r}")
@@ -93,6 +98,7 @@ class EvalResult:
     seconds: float
     policy_ms_per_chunk: float
     info_maxima: dict[str, list[float]] = field(default_factory=dict)  # per info_metrics key, per episode
+    info_records: dict[str, list[Any]] = field(default_factory=dict)  # per info_records key, per episode
 
     def metrics(self, prefix: str = "eval/", n_bootstrap: int = 2000) -> dict[str, float]:
         scores = np.asarray(self.scores, dtype=np.float64)
@@ -114,6 +120,15 @@ class EvalResult:
 
     def to_json(self, prefix: str = "eval/", n_bootstrap: int = 2000) -> dict[str, Any]:
         return {"metrics": self.metrics(prefix, n_bootstrap), **dataclasses.asdict(self)}
+
+
+def _plain(value: Any) -> Any:
+    """A vector env's info entry as plain JSON-able Python (numpy arrays and scalars to lists and numbers)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
 
 
 def obs_to_torch(obs: dict[str, np.ndarray] | np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
@@ -199,7 +214,8 @@ class EnvRunner:
             episode_steps=[o["steps"] for o in outcomes],
             videos=[o["video"] for o in outcomes if o["video"]], seconds=time.perf_counter() - start,
             policy_ms_per_chunk=1000.0 * timing[0] / max(timing[1], 1),
-            info_maxima={key: [o["info"][key] for o in outcomes] for key in cfg.info_metrics})
+            info_maxima={key: [o["info"][key] for o in outcomes] for key in cfg.info_metrics},
+            info_records={key: [o["records"][key] for o in outcomes] for key in cfg.info_records})
 
     def _video_path(self, video_dir, index: int, seed: int) -> str | None:
         if index >= self.config.n_videos:
@@ -223,6 +239,7 @@ class EnvRunner:
         success = np.zeros(n, dtype=bool)
         coverage = np.zeros(n)
         maxima = {key: np.zeros(n) for key in cfg.info_metrics}
+        records: dict[str, list[Any]] = {key: [None] * n for key in cfg.info_records}
         steps = np.zeros(n, dtype=int)
         device = policy_device(policy)
         while active.any():
@@ -239,17 +256,26 @@ class EnvRunner:
             if cfg.coverage_key:
                 coverage = np.where(active, np.maximum(coverage, info.get(cfg.coverage_key, 0.0)), coverage)
             for key, values in maxima.items():
-                if key not in info:
-                    raise ValueError(f"RunnerConfig.info_metrics names {key!r} but {cfg.env_id}'s info has "
-                                     f"{sorted(k for k in info if not k.startswith('_'))}")
-                maxima[key] = np.where(active, np.maximum(values, np.asarray(info[key], dtype=float)), values)
+                latest = np.asarray(self._info(info, key, "info_metrics"), dtype=float)
+                maxima[key] = np.where(active, np.maximum(values, latest), values)
+            for key, values in records.items():
+                column = self._info(info, key, "info_records")
+                for i in np.flatnonzero(active):
+                    values[i] = _plain(column[i])
             steps = np.where(active, info["episode_steps"], steps)
             active &= ~(terminated | truncated)
         if any(paths):
             vector_env.call("write_video")
         return [{"score": float(score[i]), "success": bool(success[i]), "coverage": float(coverage[i]),
                  "steps": int(steps[i]), "video": paths[i],
-                 "info": {key: float(values[i]) for key, values in maxima.items()}} for i in range(n)]
+                 "info": {key: float(values[i]) for key, values in maxima.items()},
+                 "records": {key: values[i] for key, values in records.items()}} for i in range(n)]
+
+    def _info(self, info: dict[str, Any], key: str, field_name: str) -> Any:
+        if key not in info:
+            raise ValueError(f"RunnerConfig.{field_name} names {key!r} but {self.config.env_id}'s info has "
+                             f"{sorted(k for k in info if not k.startswith('_'))}")
+        return info[key]
 
     def _executed(self, prediction: torch.Tensor) -> np.ndarray:
         """prediction [B, prediction_horizon, action_dim] -> executed [B, action_horizon, action_dim]."""

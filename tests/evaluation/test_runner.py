@@ -120,3 +120,15 @@ def test_info_metrics_are_episode_maxima_averaged():
     assert result.info_maxima["is_success"] == [1.0] * 5 and metrics["eval/is_success"] == 1.0
     with pytest.raises(ValueError, match="info_metrics names 'p2'"):
         reach_runner(info_metrics=("p2",)).run(policy)
+
+
+def test_info_records_keep_each_episode_last_step():
+    # episodes end at different steps in one vector env: an env that finished first is auto-reset while the
+    # other runs on, so a record taken after its episode ended would read the reset's is_success=False
+    result = reach_runner(info_records=("is_success", "coverage")).run_episodes(
+        GoalPolicy(TinyConfig(noise_std=0.0)))
+    assert result.info_records["is_success"] == [True] * 5
+    assert all(isinstance(c, float) and c > 0.9 for c in result.info_records["coverage"])
+    assert json.loads(json.dumps(result.to_json()))["info_records"]["is_success"] == [True] * 5
+    with pytest.raises(ValueError, match="info_records names 'order'"):
+        reach_runner(info_records=("order",)).run(GoalPolicy(TinyConfig(noise_std=0.0)))
