@@ -14,24 +14,20 @@ enter a zone first; -1 if none did).
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from tqdm import tqdm
 
 from drifting_policy.collect.settings import (
     CollectSummary,
-    check_demo_seeds,
+    ZarrCollectConfig,
     collect_zarr,
     config_from_mapping,
-    package_version,
-)
-from drifting_policy.collect.settings import (
-    source_digest as package_source_digest,
+    store_attrs,
 )
 
 DEFAULT_OUT = "data/blockpush/blockpush_scripted.zarr"
@@ -44,25 +40,13 @@ ExpertFactory = Callable[[np.random.Generator, float], Any]
 
 
 @dataclass
-class BlockPushCollectConfig:
-    out: str = DEFAULT_OUT
-    episodes: int = 200  # episodes attempted, seeds seed .. seed + episodes - 1
-    seed: int = 0
-    noise_std: float = 0.0  # Gaussian noise on the expert's actions, metres (recorded as executed)
-    max_steps: int = 350  # Diffusion Policy's block-pushing episode length
-    keep_failed: bool = False
-    overwrite: bool = False
-    progress: bool = True
+class BlockPushCollectConfig(ZarrCollectConfig):
+    task_label: ClassVar[str] = "block pushing"
+    noise_units: ClassVar[str] = "metres"
+    reference_steps: ClassVar[str] = "Diffusion Policy uses 350"
 
-    def __post_init__(self):
-        check_demo_seeds(self.seed, self.episodes)
-        if self.noise_std < 0:
-            raise ValueError(f"noise_std={self.noise_std}; expected >= 0 (metres)")
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps={self.max_steps}; expected >= 1 (Diffusion Policy uses 350)")
-        if not str(self.out) or Path(self.out).suffix != ".zarr":
-            raise ValueError(f"out={self.out!r}: block pushing writes a zarr store; pass out=<path>.zarr, "
-                             f"e.g. out={DEFAULT_OUT}")
+    out: str = DEFAULT_OUT
+    max_steps: int = 350  # Diffusion Policy's block-pushing episode length
 
 
 def collect(cfg: Mapping[str, Any]) -> CollectSummary:
@@ -89,27 +73,10 @@ def collect_blockpush(config: BlockPushCollectConfig,
 
 
 def _attrs(config: BlockPushCollectConfig, expert_version: str) -> dict[str, Any]:
-    return {
-        "task": "blockpush",
-        "layout": "diffusion_policy",
-        "expert": "envs.blockpush.expert.BlockPushExpert",
-        "expert_version": expert_version,
-        "seed": config.seed,  # first env seed; episode i used seed + i (also in meta/seed)
-        "n_seeds": config.episodes,
-        "noise_std": config.noise_std,
-        "max_steps": config.max_steps,
-        "keep_failed": config.keep_failed,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "package_version": package_version(),
-        "source_sha256": source_digest(),
-    }
-
-
-def source_digest() -> str:
-    """Digest of envs/blockpush/*.py (collect.settings.source_digest)."""
     import envs.blockpush
 
-    return package_source_digest(Path(envs.blockpush.__file__).parent)
+    return store_attrs(config, "blockpush", "envs.blockpush.expert.BlockPushExpert", expert_version,
+                       Path(envs.blockpush.__file__).parent)
 
 
 def _run_episodes(config: BlockPushCollectConfig, buffer: Any,

@@ -14,23 +14,21 @@ its order, as indices into ``envs.kitchen.env.TASKS``, also the store's ``task_n
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from tqdm import tqdm
 
 from drifting_policy.collect.settings import (
     CollectSummary,
-    check_demo_seeds,
+    ZarrCollectConfig,
     collect_zarr,
     config_from_mapping,
-    package_version,
+    store_attrs,
 )
-from drifting_policy.collect.settings import source_digest as package_source_digest
 
 DEFAULT_OUT = "data/kitchen/kitchen_scripted.zarr"
 WRITE_EVERY = 32  # episodes per zarr append
@@ -42,25 +40,13 @@ ExpertFactory = Callable[[np.random.Generator, float], Any]
 
 
 @dataclass
-class KitchenCollectConfig:
-    out: str = DEFAULT_OUT
-    episodes: int = 500  # episodes attempted, seeds seed .. seed + episodes - 1
-    seed: int = 0
-    noise_std: float = 0.0  # Gaussian noise on the expert's actions, action units (recorded as executed)
-    max_steps: int = 360  # the expert takes ~255 steps (up to ~290) for four tasks; Diffusion Policy: 280
-    keep_failed: bool = False
-    overwrite: bool = False
-    progress: bool = True
+class KitchenCollectConfig(ZarrCollectConfig):
+    task_label: ClassVar[str] = "the kitchen"
+    reference_steps: ClassVar[str] = "the expert takes ~255"
 
-    def __post_init__(self):
-        check_demo_seeds(self.seed, self.episodes)
-        if self.noise_std < 0:
-            raise ValueError(f"noise_std={self.noise_std}; expected >= 0 (action units)")
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps={self.max_steps}; expected >= 1 (the expert takes ~255)")
-        if not str(self.out) or Path(self.out).suffix != ".zarr":
-            raise ValueError(f"out={self.out!r}: the kitchen writes a zarr store; pass out=<path>.zarr, "
-                             f"e.g. out={DEFAULT_OUT}")
+    out: str = DEFAULT_OUT
+    episodes: int = 500
+    max_steps: int = 360  # the expert takes ~255 steps (up to ~290) for four tasks; Diffusion Policy: 280
 
 
 def collect(cfg: Mapping[str, Any]) -> CollectSummary:
@@ -87,30 +73,12 @@ def collect_kitchen(config: KitchenCollectConfig,
 
 
 def _attrs(config: KitchenCollectConfig, expert_version: str) -> dict[str, Any]:
+    import envs.kitchen
     from envs.kitchen.env import TASKS
 
-    return {
-        "task": "kitchen",
-        "layout": "diffusion_policy",
-        "expert": "envs.kitchen.expert.KitchenExpert",
-        "expert_version": expert_version,
-        "task_names": list(TASKS),  # meta/planned_k and meta/achieved_k index this list
-        "seed": config.seed,  # first env seed; episode i used seed + i (also in meta/seed)
-        "n_seeds": config.episodes,
-        "noise_std": config.noise_std,
-        "max_steps": config.max_steps,
-        "keep_failed": config.keep_failed,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "package_version": package_version(),
-        "source_sha256": source_digest(),
-    }
-
-
-def source_digest() -> str:
-    """Digest of envs/kitchen/*.py (collect.settings.source_digest)."""
-    import envs.kitchen
-
-    return package_source_digest(Path(envs.kitchen.__file__).parent)
+    attrs = store_attrs(config, "kitchen", "envs.kitchen.expert.KitchenExpert", expert_version,
+                        Path(envs.kitchen.__file__).parent)
+    return {**attrs, "task_names": list(TASKS)}  # meta/planned_k and meta/achieved_k index task_names
 
 
 def order_meta(prefix: str, names: list[str] | tuple[str, ...]) -> dict[str, int]:

@@ -13,26 +13,22 @@ at ``<out>``, and ``ReplayBuffer.open`` refuses the ``.partial`` one.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from tqdm import tqdm
 
 from drifting_policy.collect.settings import (
     CollectSummary,
-    check_demo_seeds,
+    ZarrCollectConfig,
     collect_zarr,
     config_from_mapping,
-    package_version,
+    store_attrs,
 )
-from drifting_policy.collect.settings import (
-    source_digest as package_source_digest,
-)
-from drifting_policy.data.replay_buffer import COMPLETE_ATTR, ReplayBuffer
+from drifting_policy.data.replay_buffer import ReplayBuffer
 
 OBS_TYPES = ("state", "keypoints", "image")
 # Episodes are written in batches: every zarr append costs ~10 ms per array, and an interrupted run
@@ -45,39 +41,31 @@ ExpertFactory = Callable[[np.random.Generator, float], Any]
 
 
 @dataclass
-class PushTCollectConfig:
+class PushTCollectConfig(ZarrCollectConfig):
     """What to collect. ``obs_types`` picks the recorded observations beyond ``state``, ``action`` and
-    ``n_contacts`` (always stored): "keypoints" -> ``data/keypoint``, "image" -> ``data/img``."""
+    ``n_contacts`` (always stored): "keypoints" -> ``data/keypoint``, "image" -> ``data/img``.
+    ``noise_std`` is in pixels."""
+
+    task_label: ClassVar[str] = "Push-T"
+    noise_units: ClassVar[str] = "pixels"
+    reference_steps: ClassVar[str] = "DP uses 300"
 
     out: str = DEFAULT_OUT
-    episodes: int = 200  # episodes attempted, seeds seed .. seed + episodes - 1
-    seed: int = 0
     obs_types: tuple[str, ...] = OBS_TYPES
     render_images: bool = True  # False drops "image" (about 3x faster collection)
-    keep_failed: bool = False
-    noise_std: float = 0.0  # Gaussian noise on the expert's actions, pixels (recorded as executed)
     # DART-style recovery data: the env executes the expert's action plus N(0, sigma^2) pixels while the
     # store records the expert's own action, so demos show how it recovers from states it would not visit
     execution_noise_std: float = 0.0
-    max_steps: int = 300
-    overwrite: bool = False
-    progress: bool = True
 
     def __post_init__(self):
+        super().__post_init__()
         self.obs_types = tuple(self.obs_types)
-        check_demo_seeds(self.seed, self.episodes)
         unknown = set(self.obs_types) - set(OBS_TYPES)
         if unknown:
             raise ValueError(f"obs_types={list(self.obs_types)}; unknown {sorted(unknown)}, expected a "
                              f"subset of {OBS_TYPES}")
-        if self.noise_std < 0 or self.execution_noise_std < 0:
-            raise ValueError(f"noise_std={self.noise_std}, execution_noise_std={self.execution_noise_std}; "
-                             "expected >= 0 (pixels)")
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps={self.max_steps}; expected >= 1 (DP uses 300)")
-        if not str(self.out) or Path(self.out).suffix != ".zarr":
-            raise ValueError(f"out={self.out!r}: Push-T writes a zarr store; pass out=<path>.zarr, e.g. "
-                             f"out={DEFAULT_OUT}")
+        if self.execution_noise_std < 0:
+            raise ValueError(f"execution_noise_std={self.execution_noise_std}; expected >= 0 (pixels)")
 
     @property
     def record_images(self) -> bool:
@@ -120,30 +108,16 @@ def _default_expert() -> tuple[ExpertFactory, str]:
 
 
 def _attrs(config: PushTCollectConfig, expert_version: str) -> dict[str, Any]:
-    return {
-        COMPLETE_ATTR: False,
-        "task": "pusht",
-        "layout": "diffusion_policy",
-        "expert": "envs.pusht.expert.PushTExpert",
-        "expert_version": expert_version,
-        "seed": config.seed,  # first env seed; episode i used seed + i (also in meta/seed)
-        "n_seeds": config.episodes,
-        "obs_types": list(config.recorded_obs_types),
-        "noise_std": config.noise_std,
-        "execution_noise_std": config.execution_noise_std,
-        "max_steps": config.max_steps,
-        "keep_failed": config.keep_failed,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "package_version": package_version(),
-        "source_sha256": source_digest(),
-    }
+    attrs = store_attrs(config, "pusht", "envs.pusht.expert.PushTExpert", expert_version, env_package())
+    return {**attrs, "obs_types": list(config.recorded_obs_types),
+            "execution_noise_std": config.execution_noise_std}
 
 
-def source_digest() -> str:
-    """Digest of envs/pusht/*.py (collect.settings.source_digest)."""
+def env_package() -> Path:
+    """envs/pusht: the folder whose code a store's source_sha256 names."""
     import envs.pusht
 
-    return package_source_digest(Path(envs.pusht.__file__).parent)
+    return Path(envs.pusht.__file__).parent
 
 
 def _run_episodes(config: PushTCollectConfig, buffer: ReplayBuffer,

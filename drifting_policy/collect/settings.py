@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 PARTIAL_SUFFIX = ".partial"  # a collection in progress; renamed to its final name only when complete
 TEST_SEED_START = 100_000  # evaluation seeds start here (Diffusion Policy); demonstration seeds stay below
@@ -64,6 +64,58 @@ def package_version(package: str = "drifting-policy") -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
+
+
+@dataclass
+class ZarrCollectConfig:
+    """Settings every zarr collector (Push-T, block pushing, kitchen) shares and checks the same way.
+    Subclasses set the defaults (``out`` first of all) and the words their errors use."""
+
+    task_label: ClassVar[str] = "this task"  # "<task_label> writes a zarr store"
+    noise_units: ClassVar[str] = "action units"
+    reference_steps: ClassVar[str] = ""  # e.g. "Diffusion Policy uses 350", quoted in the max_steps error
+
+    out: str = ""
+    episodes: int = 200  # episodes attempted, seeds seed .. seed + episodes - 1
+    seed: int = 0
+    noise_std: float = 0.0  # Gaussian noise on the expert's actions (recorded as executed)
+    max_steps: int = 300
+    keep_failed: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        check_demo_seeds(self.seed, self.episodes)
+        if self.noise_std < 0:
+            raise ValueError(f"noise_std={self.noise_std}; expected >= 0 ({self.noise_units})")
+        if self.max_steps < 1:
+            hint = f" ({self.reference_steps})" if self.reference_steps else ""
+            raise ValueError(f"max_steps={self.max_steps}; expected >= 1{hint}")
+        if not str(self.out) or Path(self.out).suffix != ".zarr":
+            default = next(f.default for f in dataclasses.fields(self) if f.name == "out")
+            raise ValueError(f"out={self.out!r}: {self.task_label} writes a zarr store; pass "
+                             f"out=<path>.zarr, e.g. out={default}")
+
+
+def store_attrs(config: ZarrCollectConfig, task: str, expert: str, expert_version: str,
+                env_package: Path) -> dict[str, Any]:
+    """The attributes every zarr store records: what collected it, from which seeds, with which code."""
+    import datetime
+
+    return {
+        "task": task,
+        "layout": "diffusion_policy",
+        "expert": expert,
+        "expert_version": expert_version,
+        "seed": config.seed,  # first env seed; episode i used seed + i (also in meta/seed)
+        "n_seeds": config.episodes,
+        "noise_std": config.noise_std,
+        "max_steps": config.max_steps,
+        "keep_failed": config.keep_failed,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "package_version": package_version(),
+        "source_sha256": source_digest(env_package),
+    }
 
 
 def source_digest(package_dir: Path) -> str:

@@ -200,9 +200,9 @@ def test_source_digest_follows_the_env_code_not_the_collector(tmp_path):
     from drifting_policy.collect import pusht as pusht_collect
     from drifting_policy.collect.settings import source_digest
 
-    env_dir = Path(envs.pusht.__file__).parent
+    assert pusht_collect.env_package() == Path(envs.pusht.__file__).parent
     copy = tmp_path / "pusht"
-    shutil.copytree(env_dir, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    assert pusht_collect.source_digest() == source_digest(copy)
+    shutil.copytree(pusht_collect.env_package(), copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert source_digest(pusht_collect.env_package()) == source_digest(copy)
     (copy / "expert.py").write_text((copy / "expert.py").read_text() + "\n# changed\n")
-    assert source_digest(copy) != pusht_collect.source_digest()
+    assert source_digest(copy) != source_digest(pusht_collect.env_package())
