@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from tqdm import tqdm
 
 from drifting_policy.collect.settings import (
     CollectSummary,
     ZarrCollectConfig,
     collect_zarr,
     config_from_mapping,
+    run_expert_episodes,
     store_attrs,
 )
 
@@ -84,39 +84,9 @@ def _run_episodes(config: BlockPushCollectConfig, buffer: Any,
     from envs.blockpush.env import BlockPushEnv
 
     env = BlockPushEnv(max_episode_steps=config.max_steps, render_mode=None)
-    succeeded, kept = 0, 0
-    pending: list[dict[str, np.ndarray]] = []
-    pending_meta: list[dict[str, Any]] = []
-    seeds = range(config.seed, config.seed + config.episodes)
-    with tqdm(seeds, desc="collect blockpush", unit="ep", disable=not config.progress) as bar:
-        for attempted, seed in enumerate(bar, start=1):
-            expert = expert_factory(np.random.default_rng(seed), config.noise_std)
-            episode, info = record_episode(env, expert, seed, config.max_steps)
-            success = bool(info["p2"])
-            succeeded += success
-            if success or config.keep_failed:
-                pending.append(episode)
-                pending_meta.append({"seed": seed, "success": success, "first_block": expert.order[0],
-                                     "zone_of_block0": expert.assignment[0], "first_in": info["first_block"]})
-                kept += 1
-            if len(pending) >= WRITE_EVERY or (attempted == config.episodes and pending):
-                buffer.add_episodes(pending, pending_meta)
-                pending, pending_meta = [], []
-            bar.set_postfix(success=f"{succeeded / attempted:.1%}", kept=kept)
-    return config.episodes, succeeded
-
-
-def record_episode(env: Any, expert: Any, seed: int, max_steps: int) -> tuple[dict[str, np.ndarray], dict]:
-    """One episode: ({key: [T, ...]} of pre-action observations and actions, the last step's info)."""
-    obs, info = env.reset(seed=seed)
-    expert.reset()
-    steps: dict[str, list[np.ndarray]] = {key: [] for key in (*obs, "action")}
-    for _ in range(max_steps):
-        action = np.asarray(expert.act(env), dtype=np.float32).reshape(2)
-        for key, value in obs.items():
-            steps[key].append(value)
-        steps["action"].append(action)
-        obs, _, terminated, truncated, info = env.step(action)
-        if terminated or truncated:
-            break
-    return {key: np.stack(values) for key, values in steps.items()}, info
+    return run_expert_episodes(
+        env, config, buffer, expert_factory, desc="collect blockpush", is_success=lambda info: info["p2"],
+        episode_meta=lambda expert, info: {"first_block": expert.order[0],
+                                           "zone_of_block0": expert.assignment[0],
+                                           "first_in": info["first_block"]},
+        write_every=WRITE_EVERY)

@@ -97,6 +97,57 @@ class ZarrCollectConfig:
                              f"out=<path>.zarr, e.g. out={default}")
 
 
+def run_expert_episodes(env: Any, config: ZarrCollectConfig, buffer: Any,
+                        expert_factory: Callable[[Any, float], Any], *, desc: str,
+                        is_success: Callable[[dict], bool],
+                        episode_meta: Callable[[Any, dict], dict[str, Any]],
+                        write_every: int = 16) -> tuple[int, int]:
+    """Drive a fresh expert (rng seeded by the env seed) through episodes seed .. seed + episodes - 1 of a
+    dict-observation env, keep the successful ones (or all with keep_failed) and append them to ``buffer``
+    in batches; ``episode_meta(expert, last_info)`` adds per-episode meta/ values.
+    Returns (attempted, succeeded)."""
+    import numpy as np
+    from tqdm import tqdm
+
+    succeeded, kept = 0, 0
+    pending: list[dict[str, Any]] = []
+    pending_meta: list[dict[str, Any]] = []
+    seeds = range(config.seed, config.seed + config.episodes)
+    with tqdm(seeds, desc=desc, unit="ep", disable=not config.progress) as bar:
+        for attempted, seed in enumerate(bar, start=1):
+            expert = expert_factory(np.random.default_rng(seed), config.noise_std)
+            episode, info = record_episode(env, expert, seed, config.max_steps)
+            success = bool(is_success(info))
+            succeeded += success
+            if success or config.keep_failed:
+                pending.append(episode)
+                pending_meta.append({"seed": seed, "success": success, **episode_meta(expert, info)})
+                kept += 1
+            if len(pending) >= write_every or (attempted == config.episodes and pending):
+                buffer.add_episodes(pending, pending_meta)
+                pending, pending_meta = [], []
+            bar.set_postfix(success=f"{succeeded / attempted:.1%}", kept=kept)
+    return config.episodes, succeeded
+
+
+def record_episode(env: Any, expert: Any, seed: int, max_steps: int) -> tuple[dict[str, Any], dict]:
+    """One episode: ({key: [T, ...]} of pre-action observations and actions, the last step's info)."""
+    import numpy as np
+
+    obs, info = env.reset(seed=seed)
+    expert.reset()
+    steps: dict[str, list] = {key: [] for key in (*obs, "action")}
+    for _ in range(max_steps):
+        action = np.asarray(expert.act(env), dtype=np.float32).reshape(-1)
+        for key, value in obs.items():
+            steps[key].append(value)
+        steps["action"].append(action)
+        obs, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    return {key: np.stack(values) for key, values in steps.items()}, info
+
+
 def store_attrs(config: ZarrCollectConfig, task: str, expert: str, expert_version: str,
                 env_package: Path) -> dict[str, Any]:
     """The attributes every zarr store records: what collected it, from which seeds, with which code."""
