@@ -13,6 +13,7 @@ step (the mean and each run's value), then writes the figure: fd and class accur
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -32,12 +33,22 @@ def run_folder(checkpoint: str | Path) -> Path:
                      "image-gen-train run folder")
 
 
+@functools.cache
+def _cpu_minutes_by_step(run_dir: Path) -> dict[int, float]:
+    """{step: train/cpu_minutes} of a run's metrics rows, read once per run folder."""
+    by_step: dict[int, float] = {}
+    for line in (run_dir / METRICS_FILE).read_text().splitlines():
+        row = json.loads(line)
+        if "train/cpu_minutes" in row:
+            by_step.setdefault(row.get("step"), float(row["train/cpu_minutes"]))  # the first row of a step
+    return by_step
+
+
 def cpu_minutes(run_dir: Path, step: int) -> float:
     """``train/cpu_minutes`` of the run's metrics row at ``step``; ValueError naming the fix if none."""
-    for line in (Path(run_dir) / METRICS_FILE).read_text().splitlines():
-        row = json.loads(line)
-        if row.get("step") == step and "train/cpu_minutes" in row:
-            return float(row["train/cpu_minutes"])
+    by_step = _cpu_minutes_by_step(Path(run_dir))
+    if step in by_step:
+        return by_step[step]
     raise ValueError(f"{run_dir}/{METRICS_FILE} has no train/cpu_minutes at step {step}; train with "
                      "keep_every dividing the step (or log_every), with a trainer that records CPU time")
 

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from tqdm import tqdm
 
 from drifting_policy.collect.settings import (
     CollectSummary,
     ZarrCollectConfig,
     collect_zarr,
     config_from_mapping,
+    run_expert_episodes,
     store_attrs,
 )
 from drifting_policy.data.replay_buffer import ReplayBuffer
@@ -126,29 +126,16 @@ def _run_episodes(config: PushTCollectConfig, buffer: ReplayBuffer,
 
     obs_type = "image" if config.record_images else "keypoints"
     env = PushTEnv(obs_type=obs_type, max_episode_steps=config.max_steps)
-    succeeded, kept = 0, 0
-    pending: list[dict[str, np.ndarray]] = []
-    pending_meta: list[dict[str, Any]] = []
-    seeds = range(config.seed, config.seed + config.episodes)
-    with tqdm(seeds, desc="collect pusht", unit="ep", disable=not config.progress) as bar:
-        for attempted, seed in enumerate(bar, start=1):
-            expert = expert_factory(np.random.default_rng(seed), config.noise_std)
-            episode, success = record_episode(env, expert, seed, config)
-            succeeded += success
-            if success or config.keep_failed:
-                pending.append(episode)
-                pending_meta.append({"seed": seed, "success": success})
-                kept += 1
-            if len(pending) >= WRITE_EVERY or (attempted == config.episodes and pending):
-                buffer.add_episodes(pending, pending_meta)
-                pending, pending_meta = [], []
-            bar.set_postfix(success=f"{succeeded / attempted:.1%}", kept=kept)
-    return config.episodes, succeeded
+    return run_expert_episodes(env, config, buffer, expert_factory, desc="collect pusht",
+                               is_success=lambda info: info["is_success"],
+                               record=lambda expert, seed: record_episode(env, expert, seed, config),
+                               write_every=WRITE_EVERY)
 
 
 def record_episode(env: Any, expert: Any, seed: int,
-                   config: PushTCollectConfig) -> tuple[dict[str, np.ndarray], bool]:
-    """One episode: {key: [T, ...]} of pre-action observations and actions, and whether it succeeded."""
+                   config: PushTCollectConfig) -> tuple[dict[str, np.ndarray], dict]:
+    """One episode: {key: [T, ...]} of pre-action observations and actions (the store's keys, which differ
+    from the env's), and the last step's info."""
     from envs.pusht.geometry import WINDOW_SIZE, block_keypoints
 
     obs, info = env.reset(seed=seed)
@@ -159,7 +146,6 @@ def record_episode(env: Any, expert: Any, seed: int,
         steps["keypoint"] = []
     if config.record_images:
         steps["img"] = []
-    success = False
     for _ in range(config.max_steps):
         action = np.asarray(expert.act(env), dtype=np.float32).reshape(2)
         steps["state"].append(np.asarray(info["state"], dtype=np.float32))  # [5]
@@ -173,7 +159,6 @@ def record_episode(env: Any, expert: Any, seed: int,
             noise = config.execution_noise_std * perturbation.standard_normal(2)
             action = np.clip(action + noise, 0.0, float(WINDOW_SIZE)).astype(np.float32)
         obs, _, terminated, truncated, info = env.step(action)
-        success = bool(info["is_success"])
         if terminated or truncated:
             break
-    return {key: np.stack(values) for key, values in steps.items()}, success
+    return {key: np.stack(values) for key, values in steps.items()}, info

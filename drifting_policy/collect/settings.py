@@ -100,12 +100,15 @@ class ZarrCollectConfig:
 def run_expert_episodes(env: Any, config: ZarrCollectConfig, buffer: Any,
                         expert_factory: Callable[[Any, float], Any], *, desc: str,
                         is_success: Callable[[dict], bool],
-                        episode_meta: Callable[[Any, dict], dict[str, Any]],
+                        episode_meta: Callable[[Any, dict], dict[str, Any]] | None = None,
+                        record: Callable[[Any, int], tuple[dict[str, Any], dict]] | None = None,
                         write_every: int = 16) -> tuple[int, int]:
-    """Drive a fresh expert (rng seeded by the env seed) through episodes seed .. seed + episodes - 1 of a
-    dict-observation env, keep the successful ones (or all with keep_failed) and append them to ``buffer``
-    in batches; ``episode_meta(expert, last_info)`` adds per-episode meta/ values.
-    Returns (attempted, succeeded)."""
+    """Drive a fresh expert (rng seeded by the env seed) through episodes seed .. seed + episodes - 1, keep
+    the successful ones (or all with keep_failed) and append them to ``buffer`` in batches.
+
+    ``record(expert, seed) -> (episode, last_info)`` plays one episode (default: ``record_episode`` on a
+    dict-observation env, every observation key stored); ``episode_meta(expert, last_info)`` adds per-episode
+    meta/ values beside ``seed`` and ``success``. Returns (attempted, succeeded)."""
     import numpy as np
     from tqdm import tqdm
 
@@ -116,12 +119,16 @@ def run_expert_episodes(env: Any, config: ZarrCollectConfig, buffer: Any,
     with tqdm(seeds, desc=desc, unit="ep", disable=not config.progress) as bar:
         for attempted, seed in enumerate(bar, start=1):
             expert = expert_factory(np.random.default_rng(seed), config.noise_std)
-            episode, info = record_episode(env, expert, seed, config.max_steps)
+            if record is None:
+                episode, info = record_episode(env, expert, seed, config.max_steps)
+            else:
+                episode, info = record(expert, seed)
             success = bool(is_success(info))
             succeeded += success
             if success or config.keep_failed:
                 pending.append(episode)
-                pending_meta.append({"seed": seed, "success": success, **episode_meta(expert, info)})
+                extra = {} if episode_meta is None else episode_meta(expert, info)
+                pending_meta.append({"seed": seed, "success": success, **extra})
                 kept += 1
             if len(pending) >= write_every or (attempted == config.episodes and pending):
                 buffer.add_episodes(pending, pending_meta)

@@ -16,7 +16,6 @@ import numpy as np
 
 from drifting_policy.data.replay_buffer import ReplayBuffer
 from drifting_policy.data.sequence import SequenceSampler, WindowDataset, episode_split
-from drifting_policy.data.validation import reading
 
 SPLITS = ("train", "val")
 
@@ -45,7 +44,8 @@ class LowDimZarrDataset(WindowDataset):
             raise ValueError(f"LowDimZarrDataset: split {split!r} of {self.zarr_path} has no episodes "
                              f"({buffer.n_episodes} episodes, val_ratio={val_ratio}); raise val_ratio or "
                              "collect more")
-        self.arrays, episode_ends = _load_episodes(buffer, (*obs_keys, "action"), self.episode_ids)
+        raw, episode_ends = buffer.read_episodes(self.episode_ids, (*obs_keys, "action"))
+        self.arrays = {key: value.astype(np.float32) for key, value in raw.items()}  # {key: [N, ...]}
         self.obs_keys = obs_keys
         self.sampler = SequenceSampler(episode_ends, prediction_horizon, obs_horizon, action_horizon)
         self.obs_horizon, self.action_horizon = obs_horizon, action_horizon
@@ -56,17 +56,3 @@ class LowDimZarrDataset(WindowDataset):
 
     def get_validation_dataset(self) -> LowDimZarrDataset:
         return LowDimZarrDataset(**self._kwargs, split="val")
-
-
-def _load_episodes(buffer: ReplayBuffer, keys: tuple[str, ...],
-                   episode_ids: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """{key: float32 [N, ...]} of the chosen episodes, concatenated, and their new episode_ends [E]."""
-    parts: dict[str, list[np.ndarray]] = {key: [] for key in keys}
-    for episode in episode_ids:
-        rows = buffer.episode_slice(int(episode))
-        for key in keys:
-            with reading(str(buffer.path), f"data/{key} of episode {int(episode)}"):
-                parts[key].append(buffer[key][rows])
-    arrays = {key: np.concatenate(chunks).astype(np.float32) for key, chunks in parts.items()}
-    episode_ends = np.cumsum([len(chunk) for chunk in parts["action"]]).astype(np.int64)
-    return arrays, episode_ends

@@ -20,7 +20,6 @@ import numpy as np
 
 from drifting_policy.data.replay_buffer import ReplayBuffer
 from drifting_policy.data.sequence import SequenceSampler, WindowDataset, episode_split
-from drifting_policy.data.validation import reading
 
 OBS_TYPES = ("keypoints", "state", "image")
 SPLITS = ("train", "val")
@@ -71,15 +70,7 @@ class PushTDataset(WindowDataset):
 def _load_episodes(buffer: ReplayBuffer, obs_type: str,
                    episode_ids: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Arrays of the chosen episodes in env naming, concatenated, and their new episode_ends."""
-    keys = (*_BUFFER_KEYS[obs_type], "action")
-    parts: dict[str, list[np.ndarray]] = {key: [] for key in keys}
-    for episode in episode_ids:
-        rows = buffer.episode_slice(int(episode))
-        for key in keys:
-            with reading(str(buffer.path), f"data/{key} of episode {int(episode)}"):
-                parts[key].append(buffer[key][rows])
-    raw = {key: np.concatenate(chunks) for key, chunks in parts.items()}
-    episode_ends = np.cumsum([len(chunk) for chunk in parts["action"]]).astype(np.int64)
+    raw, episode_ends = buffer.read_episodes(episode_ids, (*_BUFFER_KEYS[obs_type], "action"))
     state = raw["state"].astype(np.float32)  # [T, 5]
     arrays: dict[str, np.ndarray] = {}
     if obs_type == "keypoints":

@@ -145,6 +145,21 @@ class ReplayBuffer:
         rows = self.episode_slice(index)
         return {key: self[key][rows] for key in (self.keys() if keys is None else keys)}
 
+    def read_episodes(self, episode_ids: Iterable[int], keys: Iterable[str]
+                      ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The chosen episodes of ``keys``, concatenated in the given order, {key: [N, ...]}, and their new
+        episode_ends [E] (a dataset split loads only its own episodes); a read error names the episode."""
+        keys = tuple(keys)
+        parts: dict[str, list[np.ndarray]] = {key: [] for key in keys}
+        for episode in episode_ids:
+            rows = self.episode_slice(int(episode))
+            for key in keys:
+                with reading(str(self.path), f"data/{key} of episode {int(episode)}"):
+                    parts[key].append(self[key][rows])
+        arrays = {key: np.concatenate(chunks) for key, chunks in parts.items()}
+        episode_ends = np.cumsum([len(chunk) for chunk in parts[keys[0]]]).astype(np.int64)
+        return arrays, episode_ends
+
     def load(self, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """Whole arrays in memory, {key: [T, ...]} (training reads windows from these)."""
         return {key: self[key][:] for key in (self.keys() if keys is None else keys)}

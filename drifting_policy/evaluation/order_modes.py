@@ -115,6 +115,14 @@ def summarise_task(task: str, store: str | Path, evals: Mapping[str, str | Path]
     return out
 
 
+def _names_and_modes(summary: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(expert then the policies, the expert's modes then any other mode the policies reached)."""
+    names = [key for key in summary if isinstance(summary[key], dict)]
+    modes = list(summary["expert"]["counts"])
+    modes += sorted({m for n in names for m in summary[n]["counts"]} - set(modes))
+    return names, modes
+
+
 def plot(summaries: Sequence[Mapping[str, Any]], path: str | Path) -> None:
     """One panel per task: share of episodes per mode, the expert's bars beside each policy's."""
     import matplotlib
@@ -124,9 +132,7 @@ def plot(summaries: Sequence[Mapping[str, Any]], path: str | Path) -> None:
 
     fig, axes = plt.subplots(len(summaries), 1, figsize=(10, 3.6 * len(summaries)), squeeze=False)
     for ax, summary in zip(axes[:, 0], summaries, strict=True):
-        names = [key for key in summary if isinstance(summary[key], dict)]  # expert first, then policies
-        modes = list(summary["expert"]["counts"])
-        modes += sorted({m for n in names for m in summary[n]["counts"]} - set(modes))
+        names, modes = _names_and_modes(summary)
         width = 0.8 / len(names)
         for k, name in enumerate(names):
             s = shares(summary[name]["counts"])
@@ -146,9 +152,7 @@ def plot(summaries: Sequence[Mapping[str, Any]], path: str | Path) -> None:
 
 
 def markdown_table(summary: Mapping[str, Any]) -> str:
-    names = [key for key in summary if isinstance(summary[key], dict)]
-    modes = list(summary["expert"]["counts"])
-    modes += sorted({m for n in names for m in summary[n]["counts"]} - set(modes))
+    names, modes = _names_and_modes(summary)
     lines = ["| mode | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for mode in modes:
         cells = [f"{summary[n]['counts'].get(mode, 0)}" for n in names]

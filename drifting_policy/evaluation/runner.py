@@ -258,12 +258,13 @@ class EnvRunner:
             for key, values in maxima.items():
                 latest = np.asarray(self._info(info, key, "info_metrics"), dtype=float)
                 maxima[key] = np.where(active, np.maximum(values, latest), values)
-            for key, values in records.items():
+            ending = active & (terminated | truncated)
+            for key, values in records.items():  # each episode keeps its value at its last step only
                 column = self._info(info, key, "info_records")
-                for i in np.flatnonzero(active):
+                for i in np.flatnonzero(ending):
                     values[i] = _plain(column[i])
             steps = np.where(active, info["episode_steps"], steps)
-            active &= ~(terminated | truncated)
+            active &= ~ending
         if any(paths):
             vector_env.call("write_video")
         return [{"score": float(score[i]), "success": bool(success[i]), "coverage": float(coverage[i]),

@@ -54,7 +54,6 @@ def build_datasets(task: Mapping[str, Any], policy_options: Mapping[str, Any]):
         from drifting_policy.data import PushTDataset as dataset_class
     elif kind == "lowdim_zarr":
         from drifting_policy.data import LowDimZarrDataset as dataset_class
-        dataset["obs_keys"] = tuple(dataset["obs_keys"])
     elif kind == "lerobot":
         from drifting_policy.data import LeRobotFolderDataset as dataset_class
         dataset["shape_meta"] = task["shape_meta"]  # low-dim features are reshaped to the task's shapes
