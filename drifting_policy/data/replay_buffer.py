@@ -70,11 +70,11 @@ class ReplayBuffer:
                                       "replace it")
             store = str(path)
         root = zarr.open_group(store, mode="w")
+        if attrs:  # before any array: a store killed while being created already says complete=False
+            root.attrs.update(dict(attrs))
         root.require_group("data")
         root.require_group("meta").create_array(EPISODE_ENDS, shape=(0,), chunks=(MAX_CHUNK_ROWS,),
                                                 dtype="int64")
-        if attrs:
-            root.attrs.update(dict(attrs))
         return cls(root, path)
 
     @classmethod
