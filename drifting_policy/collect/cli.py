@@ -8,7 +8,7 @@
 pusht -> ``drifting_policy.collect.pusht.collect(cfg)``;
 blockpush -> ``drifting_policy.collect.blockpush.collect(cfg)``;
 kitchen -> ``drifting_policy.collect.kitchen.collect(cfg)``;
-lift | can | tool_hang -> ``drifting_policy.collect.robomimic.collect(cfg)``.
+lift | can | square | tool_hang -> ``drifting_policy.collect.robomimic.collect(cfg)``.
 Each takes the plain config dict (configs/collect/config.yaml plus overrides). ``format=lerobot`` collects
 into the task's own store beside ``out`` and converts it to a LeRobot v3.0 folder at ``out``
 (``drifting_policy.data.lerobot_export``, Push-T and robomimic stores only), removing the store once the
@@ -36,11 +36,12 @@ COLLECTORS = {
     "kitchen": "drifting_policy.collect.kitchen",
     "lift": "drifting_policy.collect.robomimic",
     "can": "drifting_policy.collect.robomimic",
+    "square": "drifting_policy.collect.robomimic",
     "tool_hang": "drifting_policy.collect.robomimic",
 }
 
 NATIVE_FORMATS = {"pusht": "zarr", "blockpush": "zarr", "kitchen": "zarr", "lift": "hdf5", "can": "hdf5",
-                  "tool_hang": "hdf5"}
+                  "square": "hdf5", "tool_hang": "hdf5"}
 LEROBOT = "lerobot"
 LEROBOT_TASKS = ("pusht", "lift", "can", "tool_hang")  # stores drifting_policy.data.lerobot_export converts
 

@@ -1,4 +1,4 @@
-"""Collect robomimic-format demonstrations (Lift, Can, ToolHang) with the scripted experts.
+"""Collect robomimic-format demonstrations (Lift, Can, Square, ToolHang) with the scripted experts.
 
     drifting-collect task=lift episodes=200 seed=0 noise_std=0.1 render_images=false \
         out=data/robomimic/lift_scripted.hdf5
@@ -41,7 +41,7 @@ EXPERT_STREAM = 7  # the expert's generator is SeedSequence([seed, EXPERT_STREAM
 
 @dataclass
 class RobomimicCollectConfig:
-    task: str = "lift"  # lift | can | tool_hang
+    task: str = "lift"  # lift | can | square | tool_hang
     out: str | None = None  # None: data/robomimic/<task>_scripted.hdf5
     episodes: int = 200  # attempted; env seeds seed .. seed + episodes - 1
     seed: int = 0
@@ -49,7 +49,7 @@ class RobomimicCollectConfig:
     render_images: bool = False  # add agentview / eye-in-hand images after collection (needs EGL or OSMesa)
     image_size: int = 84
     keep_failed: bool = False
-    max_steps: int | None = None  # None: the task horizon (400 Lift/Can, 700 ToolHang)
+    max_steps: int | None = None  # None: the task horizon (400 Lift/Can/Square, 700 ToolHang)
     valid_ratio: float = 0.1  # share of demos in mask/valid
     overwrite: bool = False
     progress: bool = True
@@ -78,7 +78,8 @@ class RobomimicCollectConfig:
 
 
 def collect(cfg: Mapping[str, Any]) -> CollectSummary:
-    """Entry for ``drifting-collect task=lift|can|tool_hang``: cfg holds RobomimicCollectConfig fields."""
+    """Entry for ``drifting-collect task=lift|can|square|tool_hang``: cfg holds RobomimicCollectConfig
+    fields."""
     cfg = dict(cfg)
     if str(cfg.get("out") or "").endswith(".zarr"):  # the shared collect config's Push-T default
         cfg["out"] = None

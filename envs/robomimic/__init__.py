@@ -1,8 +1,10 @@
-"""robomimic tasks (Lift, PickPlaceCan, ToolHang) over robosuite 1.5: env, scripted experts, hdf5 files.
+"""robomimic tasks (Lift, PickPlaceCan, NutAssemblySquare, ToolHang) over robosuite 1.5: env, scripted
+experts, hdf5 files.
 
-Importing this package registers ``envs/RobomimicLift-v0``, ``envs/RobomimicCan-v0`` and
-``envs/RobomimicToolHang-v0`` (``gymnasium.make("envs/RobomimicCan-v0", obs_type="image")``); robosuite is
-imported only when an env is built. Episodes are truncated inside the env at the task horizon.
+Importing this package registers ``envs/RobomimicLift-v0``, ``envs/RobomimicCan-v0``,
+``envs/RobomimicSquare-v0`` and ``envs/RobomimicToolHang-v0``
+(``gymnasium.make("envs/RobomimicCan-v0", obs_type="image")``); robosuite is imported only when an env is
+built. Episodes are truncated inside the env at the task horizon.
 """
 
 import gymnasium
@@ -10,6 +12,7 @@ import gymnasium
 ENV_IDS = {
     "lift": "envs/RobomimicLift-v0",
     "can": "envs/RobomimicCan-v0",
+    "square": "envs/RobomimicSquare-v0",
     "tool_hang": "envs/RobomimicToolHang-v0",
 }
 

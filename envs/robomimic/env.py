@@ -1,7 +1,9 @@
-"""Gymnasium-style environment over robosuite 1.5 for the robomimic tasks Lift, PickPlaceCan and ToolHang.
+"""Gymnasium-style environment over robosuite 1.5 for the robomimic tasks Lift, PickPlaceCan,
+NutAssemblySquare and ToolHang.
 
 Observations (dicts of numpy arrays, Diffusion Policy's keys):
-    object               float32 [object_dim]  (Lift 10, Can 14, ToolHang 44; robosuite's ``object-state``)
+    object               float32 [object_dim]  (Lift 10, Can 14, Square 14, ToolHang 44; robosuite's
+                                               ``object-state``)
     robot0_eef_pos       float32 [3]           world frame
     robot0_eef_quat      float32 [4]           xyzw
     robot0_gripper_qpos  float32 [2]
@@ -117,6 +119,7 @@ class TaskSpec:
 TASKS = {
     "lift": TaskSpec("Lift", 400, 10),
     "can": TaskSpec("PickPlaceCan", 400, 14),
+    "square": TaskSpec("NutAssemblySquare", 400, 14),  # robomimic 0.3.0's registry: square ph horizon 400
     "tool_hang": TaskSpec("ToolHang", 700, 44),
 }
 TASK_BY_ENV_NAME = {spec.env_name: task for task, spec in TASKS.items()}
@@ -127,10 +130,10 @@ ACTION_DIM = 7
 
 @dataclass
 class RobomimicEnvConfig:
-    task: str = "lift"  # "lift" | "can" | "tool_hang"
+    task: str = "lift"  # "lift" | "can" | "square" | "tool_hang"
     obs_type: str = "low_dim"  # "low_dim" | "image" (image adds the two cameras to the low-dim keys)
     action_mode: str = "delta"  # "delta" | "absolute"
-    horizon: int | None = None  # None: the task's horizon (400 Lift/Can, 700 ToolHang)
+    horizon: int | None = None  # None: the task's horizon (400 Lift/Can/Square, 700 ToolHang)
     image_size: int = 84
     terminate_on_success: bool = True
     render_size: int = 256  # render() (videos): agentview at this size, Diffusion Policy's video size

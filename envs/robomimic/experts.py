@@ -107,6 +107,7 @@ class PickExpert(ScriptedExpert):
     """Approach from above, descend, close, lift: the first half of Lift and Can."""
 
     object_yaw_period: float | None = None  # None: keep the current finger yaw (cylinders)
+    approach_xy_tolerance = 0.012  # m: how well the gripper must be over the object before descending
 
     def object_pos(self, env) -> np.ndarray:
         raise NotImplementedError
@@ -143,7 +144,7 @@ class PickExpert(ScriptedExpert):
             target = obj + np.array([0.0, 0.0, p["approach_height"]])
             yaw_err = abs(Rotation.from_matrix(down_orientation(yaw) @ rot.T).magnitude())
             if (
-                np.linalg.norm((target - eef)[:2]) < 0.012
+                np.linalg.norm((target - eef)[:2]) < self.approach_xy_tolerance
                 and abs(target[2] - eef[2]) < 0.03
                 and yaw_err < 0.1
             ):
@@ -474,7 +475,116 @@ class ToolHangExpert(ScriptedExpert):
         return self.release_and_back_off(env, "tool", "tool_done")
 
 
-EXPERTS = {"lift": LiftExpert, "can": CanExpert, "tool_hang": ToolHangExpert}
+class SquareExpert(PickExpert):
+    """NutAssemblySquare: grasp the square nut by its handle, carry it over the square peg, turn it to the
+    peg's yaw (4-fold symmetric), lower it over the peg and let go, then rise.
+
+    The pick phases act on the handle (its site, 5.4 cm from the nut's centre along the nut's x axis), the
+    fingers closing across it. While carrying, the expert steers with the nut's own measured pose: the
+    gripper moves by the nut centre's offset from the peg and turns by the nut's yaw error, so a grasp that
+    slipped is corrected rather than ignored. A nut that is not on the peg 20 steps after the release (wedged
+    on the peg's edge, or fallen) is picked up again.
+    """
+
+    object_yaw_period = np.pi  # the handle is symmetric under a half turn of the fingers
+    approach_xy_tolerance = 0.005  # open fingers miss the nut's ring by ~1 cm only
+    PEG_YAW = 0.0  # the square peg's sides are along the world axes (pegs_arena.xml)
+    PEG_TOP = 0.95  # peg1 body at z 0.85, half-height 0.1
+
+    def sample_params(self) -> dict[str, float]:
+        params = super().sample_params()
+        params.update(
+            grasp_depth=self.rng.uniform(-0.004, 0.004),  # grip site below/above the handle's centre
+            grasp_out=self.rng.uniform(0.004, 0.010),  # grasp beyond the handle's site, away from the ring
+            close_steps=int(self.rng.integers(10, 15)),  # the fingers take ~8 steps to reach the handle
+            carry_height=self.rng.uniform(1.02, 1.08),
+            peg_dx=self.rng.uniform(-0.003, 0.003),
+            peg_dy=self.rng.uniform(-0.003, 0.003),
+            release_z=self.rng.uniform(0.90, 0.93),  # nut centre height at release (peg top 0.95)
+            release_steps=int(self.rng.integers(5, 9)),
+        )
+        return params
+
+    def object_pos(self, env) -> np.ndarray:
+        """Grasp point: on the handle's axis, ``grasp_out`` beyond its site (open fingers clear the ring)."""
+        sim_env = env.sim_env
+        handle = np.array(sim_env.sim.data.site_xpos[sim_env.object_site_ids[sim_env.nut_id]])
+        yaw = self.nut_yaw(env)
+        return handle + self.params["grasp_out"] * np.array([np.cos(yaw), np.sin(yaw), 0.0])
+
+    def nut_pos(self, env) -> np.ndarray:
+        sim_env = env.sim_env
+        return np.array(sim_env.sim.data.body_xpos[sim_env.obj_body_id["SquareNut"]])
+
+    def nut_yaw(self, env) -> float:
+        sim_env = env.sim_env
+        return body_yaw(np.array(sim_env.sim.data.body_xquat[sim_env.obj_body_id["SquareNut"]]))
+
+    def object_yaw(self, env) -> float:
+        return self.nut_yaw(env) + np.pi / 2  # fingers close across the handle (along the nut's y axis)
+
+    def goal_yaw(self, nut_yaw: float) -> float:
+        """Nut yaw to place it at: the peg's yaw modulo 90 degrees nearest the current one, among those that
+        keep the handle off the far side (handle along +x puts the hand beyond the Panda's reach)."""
+        options = [nearest_symmetric_yaw(self.PEG_YAW + k * np.pi / 2, nut_yaw, 2 * np.pi) for k in (1, 2, 3)]
+        return min(options, key=lambda yaw: abs(yaw - nut_yaw))
+
+    def peg_xy(self, env) -> np.ndarray:
+        sim_env = env.sim_env
+        peg = np.array(sim_env.sim.data.body_xpos[sim_env.peg1_body_id][:2])
+        return peg + np.array([self.params["peg_dx"], self.params["peg_dy"]])
+
+    def step_phase(self, env) -> np.ndarray:
+        action = self.pick_phase(env)
+        if action is not None:
+            return action
+        eef, rot = eef_state(env)
+        p = self.params
+        carrying = self.phase.name in ("lift", "transport", "lower")
+        if carrying and not self.holding(env) and self.phase.steps > 5:  # dropped or missed: start over
+            self.goto("approach")
+            return self.pose_action(env, eef + np.array([0, 0, 0.03]), rot, GRIPPER_OPEN)
+        if self.phase.name == "lift":
+            target = np.array([p["lift_xy"][0], p["lift_xy"][1], p["carry_height"]])
+            if eef[2] > p["carry_height"] - 0.03:
+                p["nut_goal_yaw"] = self.goal_yaw(self.nut_yaw(env))
+                self.goto("transport")
+            return self.pose_action(env, target, down_orientation(p["locked_yaw"]), GRIPPER_CLOSE)
+        nut = self.nut_pos(env)
+        yaw_err = float(np.angle(np.exp(1j * (p["nut_goal_yaw"] - self.nut_yaw(env)))))
+        turn = down_orientation(finger_yaw(rot) + yaw_err)  # the nut turns with the hand
+        offset = np.append(self.peg_xy(env) - nut[:2], 0.0)  # move the hand by the nut's xy error
+        if self.phase.name == "transport":
+            target = eef + offset
+            target[2] = p["carry_height"]
+            if np.linalg.norm(offset) < 0.004 and abs(yaw_err) < 0.04:
+                self.goto("lower")
+            return self.pose_action(env, target, turn, GRIPPER_CLOSE)
+        if self.phase.name == "lower":
+            target = eef + offset
+            # Over the peg's top only once centred (an off-centre nut wedges on the peg's edge): hover 5 mm
+            # above it until the nut is within 6 mm (the hole's clearance is 6.75 mm a side); once the ring is
+            # around the peg, keep going down unless it is 1 cm off (wedged: back up to the hover height).
+            engaged = nut[2] < self.PEG_TOP + 0.005  # the nut's bottom is 5 mm below the peg's top
+            centred = np.linalg.norm(offset) < (0.010 if engaged else 0.006)
+            nut_z = p["release_z"] if centred else self.PEG_TOP + 0.015
+            target[2] = eef[2] + (nut_z - nut[2])
+            if nut[2] < p["release_z"] + 0.005 or self.phase.steps > 80:
+                self.goto("release")
+            return self.pose_action(env, target, turn, GRIPPER_CLOSE, max_speed=0.5)
+        if self.phase.name == "release":
+            if self.phase.steps == 1:
+                p["release_pos"], p["release_rot"] = eef, rot
+            if self.phase.steps >= p["release_steps"]:
+                self.goto("retreat")
+            return self.pose_action(env, p["release_pos"], p["release_rot"], GRIPPER_OPEN)
+        if self.phase.steps > 20 and not env.is_success():  # wedged on the peg or fell beside it: again
+            self.goto("approach")
+        target = np.append(p["release_pos"][:2], p["carry_height"])  # retreat straight up
+        return self.pose_action(env, target, p["release_rot"], GRIPPER_OPEN, max_speed=0.5)
+
+
+EXPERTS = {"lift": LiftExpert, "can": CanExpert, "square": SquareExpert, "tool_hang": ToolHangExpert}
 
 
 def make_expert(task: str, rng: np.random.Generator, noise_std: float = 0.0) -> ScriptedExpert:

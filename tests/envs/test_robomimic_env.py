@@ -16,7 +16,7 @@ from envs.robomimic.env import (  # noqa: E402
     ensure_gl_backend,
 )
 
-OBJECT_DIMS = {"lift": 10, "can": 14, "tool_hang": 44}
+OBJECT_DIMS = {"lift": 10, "can": 14, "square": 14, "tool_hang": 44}
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +119,8 @@ def test_horizon_truncates_and_success_terminates():
 
 
 def test_config_validation_and_env_args_round_trip():
-    with pytest.raises(ValueError, match="task='square'"):
-        RobomimicEnvConfig(task="square")
+    with pytest.raises(ValueError, match="task='transport'"):
+        RobomimicEnvConfig(task="transport")
     with pytest.raises(ValueError, match="action_mode"):
         RobomimicEnvConfig(action_mode="relative")
     from envs.robomimic.env import make_env_args

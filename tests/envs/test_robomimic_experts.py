@@ -9,6 +9,7 @@ pytest.importorskip("robosuite")
 
 from envs.robomimic.env import RobomimicEnv  # noqa: E402
 from envs.robomimic.experts import (  # noqa: E402
+    SquareExpert,
     down_orientation,
     finger_yaw,
     make_expert,
@@ -47,8 +48,8 @@ def test_nearest_symmetric_yaw():
 
 
 def test_unknown_task_and_negative_noise():
-    with pytest.raises(ValueError, match="no scripted expert for task='square'"):
-        make_expert("square", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="no scripted expert for task='transport'"):
+        make_expert("transport", np.random.default_rng(0))
     with pytest.raises(ValueError, match="noise_std"):
         make_expert("lift", np.random.default_rng(0), noise_std=-0.1)
 
@@ -85,8 +86,40 @@ def test_can_expert_succeeds_on_fixed_seed():
     env.close()
 
 
+@pytest.mark.parametrize("nut_yaw", np.linspace(-np.pi, np.pi, 25))
+def test_square_goal_yaw_matches_the_peg_and_keeps_the_handle_near(nut_yaw):
+    """The nut is placed at a yaw the square peg accepts (a multiple of 90 degrees), never with its handle
+    pointing away from the robot (+x: out of reach), and turned by at most 135 degrees."""
+    goal = SquareExpert(np.random.default_rng(0)).goal_yaw(nut_yaw)
+    assert goal / (np.pi / 2) == pytest.approx(round(goal / (np.pi / 2)), abs=1e-9)
+    assert np.cos(goal) < 0.5  # handle direction (cos, sin): not along +x
+    assert abs(goal - nut_yaw) <= 3 * np.pi / 4 + 1e-9
+
+
+def test_square_expert_approaches_the_handle_with_fingers_across_it():
+    env = RobomimicEnv(task="square")
+    expert = make_expert("square", np.random.default_rng(3), noise_std=0.1)
+    expert.reset()
+    env.reset(seed=3)
+    handle = env.sim_env.sim.data.site_xpos[env.sim_env.object_site_ids[0]]
+    grasp = expert.object_pos(env)  # on the handle's axis, beyond its site (away from the ring)
+    outward = (grasp - handle)[:2] / np.linalg.norm((grasp - handle)[:2])
+    yaw = expert.nut_yaw(env)
+    np.testing.assert_allclose(outward, [np.cos(yaw), np.sin(yaw)], atol=1e-9)
+    start = np.linalg.norm(grasp[:2] - env.current_pose_action(0.0)[:2])
+    for _ in range(12):
+        action = expert.act(env)
+        assert action.shape == (7,) and np.all(np.abs(action) <= 1.0) and action[6] == -1.0  # open
+        env.step(action)
+    assert expert.phase.name in ("approach", "descend")
+    assert np.linalg.norm(grasp[:2] - env.current_pose_action(0.0)[:2]) < start - 0.05
+    finger_vs_handle = finger_yaw(env.arm_controller.ref_ori_mat) - yaw  # fingers close across the handle
+    assert abs(np.sin(finger_vs_handle)) > 0.9
+    env.close()
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["lift", "can"])
+@pytest.mark.parametrize("task", ["lift", "can", "square"])
 def test_experts_succeed_on_ten_seeds(task):
     env = RobomimicEnv(task=task)
     results = [run_episode(env, task, seed, noise_std=0.15)[0] for seed in range(20000, 20010)]
