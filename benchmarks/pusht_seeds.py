@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from pusht_experiments import FIGURES, LAST, RUNS, eval_files, finish_figure, fmt_ci, metrics_rows
 
+from drifting_policy.common.stats import two_level_bootstrap
+
 METHODS = [("Drifting-1", "drifting", "", 1), ("DDPM-100", "diffusion", "", 100),
            ("DDIM-10", "diffusion", "_ddim10", 10), ("DDIM-16", "diffusion", "_ddim16", 16),
            ("Regression", "regression", "", 1)]
@@ -52,17 +54,6 @@ def per_seed(evals: list[dict], key: str = "scores") -> np.ndarray:
     return np.mean([np.asarray(e["eval"][key], dtype=np.float64) for e in evals], axis=0)
 
 
-def two_level_bootstrap(values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float]:
-    """95% interval of the mean of a [training seeds, test seeds] array, resampling both levels."""
-    rng = np.random.default_rng(seed)
-    n_train, n_test = values.shape
-    rows = rng.integers(0, n_train, size=(n_boot, n_train))                 # [B, n_train]
-    cols = rng.integers(0, n_test, size=(n_boot, n_train, n_test))          # [B, n_train, n_test]
-    means = values[rows[..., None], cols].mean(axis=(1, 2))                 # [B]
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def method_result(backbone: str, policy: str, tag: str) -> dict | None:
     """Scores of every training seed of one method (only seeds with all last checkpoints evaluated)."""
     scores, successes, minutes, ms, steps, params = [], [], [], [], [], None
@@ -79,7 +70,7 @@ def method_result(backbone: str, policy: str, tag: str) -> dict | None:
     if not scores:
         return None
     score = np.stack(scores)                                                 # [n_train, n_test]
-    return {"score": float(score.mean()), "score_ci": two_level_bootstrap(score),
+    return {"score": float(score.mean()), "score_ci": two_level_bootstrap(score, N_BOOT),
             "per_training_seed": [float(s.mean()) for s in score], "success": float(np.mean(successes)),
             "n_successes": int(round(float(np.sum(successes)) * LAST)), "n_episodes": score.size * LAST,
             "train_minutes": float(np.mean(minutes)), "ms_per_chunk": float(np.mean(ms)),
@@ -122,7 +113,7 @@ def paired(results: dict) -> str:
         if label == "Drifting-1" or other.shape != ref.shape:
             continue
         diff = ref - other
-        lines.append(f"| {label} | {fmt_ci(float(diff.mean()), two_level_bootstrap(diff))} |")
+        lines.append(f"| {label} | {fmt_ci(float(diff.mean()), two_level_bootstrap(diff, N_BOOT))} |")
     return "\n".join(lines)
 
 
