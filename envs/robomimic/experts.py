@@ -268,18 +268,27 @@ class CanExpert(PickExpert):
 
 
 class ToolHangExpert(ScriptedExpert):
-    """ToolHang attempt: the frame half works (stand the frame up, insert it into the stand's square
-    tube); the tool half (grasp the wrench, turn it upright, thread its hole over the hook) does not yet:
-    the arm stalls near joint limits while turning the wrench, so full-task success is ~0
-    (docs/experiments/robomimic.md has the measured rates).
+    """ToolHang: stand the frame up and insert it into the stand's square tube (hook pointing to the robot's
+    right, -y), then pick the wrench by its grip from above, turn it flat (yaw only) so its handle points
+    along the hook toward the rod, lower its hole flat over the post at the hook's free end until the ring
+    rests on the hook, and let go: the handle, beyond the free end, swings down and the ring turns onto the
+    hook. The hand points down throughout the tool half (the earlier design turned the wrench upright with
+    the hand horizontal near the robot, where the Panda's joint 5 reached its limit).
 
     Both halves steer with the held object's own measured orientation (the frame's rod, the wrench's hole
-    axis), so a grasp that slipped is corrected rather than ignored.
+    axis), so a grasp that slipped is corrected rather than ignored. The frame insertion is the weak part
+    (docs/experiments/robomimic.md has the measured rates).
     """
 
     TUBE_XY = np.array([-0.0805, 0.045])  # centre of the stand's square tube (walls stand_wall_0..3)
     MAX_TURN = 0.25  # rad per step of orientation correction toward the goal
-    HOOK_YAW = np.pi  # hook pointing at the robot: the wrench is then threaded with the hand reaching forward
+    HOOK_YAW = -np.pi / 2  # hook pointing to the robot's right (-y): the hand stays over free table there
+    # The wrench's hole1 (inner apothem 9.7 mm, 7 mm thick) goes flat over the 7.5 mm square post that rises
+    # 1.2 cm at the hook's free end. Its centre RING_IN past the free end: nearer, the ring swings onto the
+    # post's top when let go; 9 mm lands it on the post.
+    RING_IN = 0.005
+    RING_ABOVE = 0.035  # m above the hook's axis while moving over the post (the post's top is at 15.75 mm)
+    RING_REST = 0.008  # let go once the hole is lowered to this height (resting on the hook at ~7 mm)
 
     def sample_params(self) -> dict[str, float]:
         return {"gain": self.rng.uniform(0.9, 1.1), "lift_z": self.rng.uniform(1.10, 1.14)}
@@ -406,7 +415,7 @@ class ToolHangExpert(ScriptedExpert):
                 self.goto(f"{prefix}_back_off")
             return self.pose_action(env, p["release_pos"], p["release_rot"], GRIPPER_OPEN)
         back = p["release_pos"] - 0.10 * p["release_rot"][:, 2]
-        if np.linalg.norm(back - eef) < 0.02:
+        if np.linalg.norm(back - eef) < 0.02 or self.phase.steps > 40:
             self.goto(next_phase)
         return self.pose_action(env, back, p["release_rot"], GRIPPER_OPEN, max_speed=0.5)
 
@@ -416,13 +425,13 @@ class ToolHangExpert(ScriptedExpert):
         if name == "tool_up":  # rise above the assembled frame before turning the hand down
             if self.phase.steps == 1:
                 p["up_pos"] = np.array([eef[0], eef[1], 1.2])
-            if eef[2] > 1.17:
+            if eef[2] > 1.17 or self.phase.steps > 40:
                 self.goto("tool_turn_down")
             return self.pose_action(env, p["up_pos"], rot, GRIPPER_OPEN, max_speed=0.6)
         if name == "tool_turn_down":
             p["tool_yaw"] = self.grasp_yaw(self.tool_axes(env)[:, 0], rot)
             down = down_orientation(p["tool_yaw"])
-            if Rotation.from_matrix(down @ rot.T).magnitude() < 0.05:
+            if Rotation.from_matrix(down @ rot.T).magnitude() < 0.05 or self.phase.steps > 40:
                 self.goto("tool_over")
             return self.pose_action(env, p["up_pos"], down, GRIPPER_OPEN, max_speed=0.5)
         grip = self.geom(env, "tool_grip_g0")
@@ -436,42 +445,36 @@ class ToolHangExpert(ScriptedExpert):
         return self.hang_tool(env, eef, rot)
 
     @staticmethod
-    def hung(up: np.ndarray, hole_axis: np.ndarray) -> np.ndarray:
-        """Wrench axes when hung: handle straight up from the grip to the hole, hole axis along the hook."""
-        return np.stack([up, hole_axis, np.cross(up, hole_axis)], axis=1)
+    def over_hook_axes(inward: np.ndarray, current: np.ndarray) -> np.ndarray:
+        """Wrench axes (tool_axes columns) to lower it over the hook with: flat, its hole axis vertical on
+        the side it is now, the handle pointing along ``inward`` (the hook, free end -> rod)."""
+        up = np.array([0.0, 0.0, np.sign(current[2, 1]) or 1.0])
+        return np.stack([inward, up, np.cross(inward, up)], axis=1)
 
     def hang_tool(self, env, eef: np.ndarray, rot: np.ndarray) -> np.ndarray:
-        p, name = self.params, self.phase.name
+        name = self.phase.name
         hang, corner = self.site(env, "frame_hang_site"), self.site(env, "frame_intersection_site")
-        hook = np.append((hang - corner)[:2], 0.0)
-        hook /= np.linalg.norm(hook)
-        up = np.array([0.0, 0.0, 1.0])
+        inward = np.append((corner - hang)[:2], 0.0)  # along the hook, from its free end toward the rod
+        inward /= np.linalg.norm(inward)
         current = self.tool_axes(env)
-        if "hole_sign" not in p:  # the hole is symmetric: thread it whichever way needs the smaller turn
-            turns = [
-                Rotation.from_matrix(self.hung(up, sign * hook) @ current.T).magnitude() for sign in (1, -1)
-            ]
-            p["hole_sign"] = 1.0 if turns[0] <= turns[1] else -1.0
-        target_rot, angle = self.steer(current, self.hung(up, p["hole_sign"] * hook), rot)
+        target_rot, angle = self.steer(current, self.over_hook_axes(inward, current), rot)
         hole = self.site(env, "tool_hole1_center")
-        over_lip = np.array([0.0, 0.0, 0.004])
+        over_post = hang + self.RING_IN * inward
         if name in ("tool_lift", "tool_turn"):
-            return self.lift_then_turn(env, ("tool_lift", "tool_turn", "tool_line_up"), eef, rot, target_rot,
-                                       angle, tolerance=0.04)
-        if name in ("tool_line_up", "tool_drop_in"):  # over the hook's free end from above, then down to it
-            want = hang + 0.05 * hook + over_lip
-            if name == "tool_line_up":
-                want = want + [0.0, 0.0, 0.06]
-            close = np.linalg.norm(want - hole) < (0.01 if name == "tool_line_up" else 0.004) and angle < 0.05
-            if close or self.phase.steps > 60:
-                self.goto("tool_drop_in" if name == "tool_line_up" else "tool_thread")
+            return self.lift_then_turn(env, ("tool_lift", "tool_turn", "tool_over_hook"), eef, rot,
+                                       target_rot, angle, tolerance=0.03)
+        if name == "tool_over_hook":  # the hole high over the post, then down till the ring rests on the hook
+            want = over_post + [0.0, 0.0, self.RING_ABOVE]
+            if (np.linalg.norm(want - hole) < 0.004 and angle < 0.03) or self.phase.steps > 80:
+                self.goto("tool_lower")
             return self.pose_action(env, eef + (want - hole), target_rot, GRIPPER_CLOSE, max_speed=0.4)
-        if name == "tool_thread":
-            move = hang - 0.04 * hook + over_lip - hole
-            move = move / max(1.0, np.linalg.norm(move) / 0.01)  # at most 1 cm per step
-            if np.dot(hole - hang, hook) < -0.035 or self.phase.steps > 80:
+        if name == "tool_lower":
+            want = over_post + [0.0, 0.0, self.RING_REST]
+            step = want - hole
+            step[2] = max(step[2], -0.006)
+            if hole[2] < want[2] + 0.002 or self.phase.steps > 50:
                 self.goto("tool_release")
-            return self.pose_action(env, eef + move, target_rot, GRIPPER_CLOSE, max_speed=0.3)
+            return self.pose_action(env, eef + step, target_rot, GRIPPER_CLOSE, max_speed=0.3)
         return self.release_and_back_off(env, "tool", "tool_done")
 
 

@@ -10,6 +10,7 @@ pytest.importorskip("robosuite")
 from envs.robomimic.env import RobomimicEnv  # noqa: E402
 from envs.robomimic.experts import (  # noqa: E402
     SquareExpert,
+    ToolHangExpert,
     down_orientation,
     finger_yaw,
     make_expert,
@@ -140,3 +141,27 @@ def test_tool_hang_expert_starts_toward_the_frame_grip():
     end = np.linalg.norm(expert.geom(env, "frame_grip_frame")[:2] - env.current_pose_action(0.0)[:2])
     assert expert.phase.name.startswith("frame_") and end < start - 0.03
     env.close()
+
+
+@pytest.mark.parametrize("tool_yaw", [-2.0, -0.3, 1.1, 2.9])
+@pytest.mark.parametrize("hook_yaw", [-np.pi / 2, 0.4])
+def test_tool_hang_over_hook_pose_keeps_the_hand_pointing_down(tool_yaw, hook_yaw):
+    """The wrench, grasped from above while flat, only turns about the vertical toward the pose it is lowered
+    over the hook in: every steering step keeps the hand pointing down (the old upright pose put the hand
+    horizontal and the Panda's joint 5 at its limit), and the steps converge to the handle along the hook."""
+    expert = ToolHangExpert(np.random.default_rng(0))
+    inward = np.array([np.cos(hook_yaw), np.sin(hook_yaw), 0.0])
+    handle = np.array([np.cos(tool_yaw), np.sin(tool_yaw), 0.0])
+    tool = np.stack([handle, [0.0, 0.0, 1.0], np.cross(handle, [0.0, 0.0, 1.0])], axis=1)  # flat, hole up
+    hand = down_orientation(tool_yaw + np.pi / 2)  # fingers closing across the grip
+    grasp = hand.T @ tool  # the wrench in the hand's frame: fixed while held
+    wanted = ToolHangExpert.over_hook_axes(inward, tool)
+    np.testing.assert_allclose(wanted[:, 0], inward, atol=1e-12)
+    np.testing.assert_allclose(wanted[:, 1], [0, 0, 1], atol=1e-12)
+    assert np.linalg.det(wanted) == pytest.approx(1.0)
+    for _ in range(20):
+        hand, angle = expert.steer(tool, wanted, hand)
+        tool = hand @ grasp
+        np.testing.assert_allclose(hand[:, 2], [0, 0, -1], atol=1e-9)
+    assert angle < 1e-6
+    np.testing.assert_allclose(tool, wanted, atol=1e-9)
