@@ -100,7 +100,7 @@ def test_abs_configs_change_only_the_action_representation(task):
 def test_tool_hang_fails_naming_the_missing_file_and_the_collect_command(obs):
     cfg = compose_config([f"task=tool_hang_{obs}", "policy=drifting"])
     with pytest.raises(FileNotFoundError, match=r"tool_hang_(scripted|image)\.hdf5 does not exist.*"
-                                                r"drifting-collect task=tool_hang.*0/5"):
+                                                r"drifting-collect task=tool_hang.*11/50"):
         build_datasets(cfg["task"], cfg["policy"])
 
 
