@@ -154,3 +154,23 @@ def test_evaluating_on_the_demonstrations_seeds_is_refused():
     check_test_seeds_unseen(RunnerConfig(seed_start=0, n_seeds=50), {})  # provenance unknown: allowed
     with pytest.raises(ValueError, match="collected on"):
         check_test_seeds_unseen(RunnerConfig(seed_start=150, n_seeds=100), store)
+
+
+def test_drifting_unet_recipe_is_drifting_with_only_its_unet_settings_changed():
+    from drifting_policy.policy import POLICIES
+
+    def flat(tree: dict, prefix: str = "") -> dict:
+        leaves = {}
+        for key, value in tree.items():
+            leaves.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict)
+                          else {prefix + key: value})
+        return leaves
+
+    base = flat(compose_config("train", ["policy=drifting"]))
+    recipe = flat(compose_config("train", ["policy=drifting_unet"]))
+    changed = {key: (base.get(key), recipe.get(key)) for key in base.keys() | recipe.keys()
+               if base.get(key) != recipe.get(key)}
+    assert changed == {"policy.backbone": ("mlp", "unet"), "policy.noise_skip": (0.0, 0.5),
+                       "policy.samples_per_obs": (8, 4), "train.batch_size": (64, 128)}
+    recipe_tree = compose_config("train", ["policy=drifting_unet"])
+    POLICIES["drifting"].config_class(**{k: v for k, v in recipe_tree["policy"].items() if k != "name"})
