@@ -173,6 +173,15 @@ class PickExpert(ScriptedExpert):
         eef, _ = eef_state(env)
         return bool(np.linalg.norm(self.object_pos(env) - eef) < 0.05)
 
+    def start_over_if_dropped(self, env, eef: np.ndarray, rot: np.ndarray) -> np.ndarray | None:
+        """While carrying (lift / transport / lower), an object no longer in the hand was dropped or missed:
+        back to the approach, rising 3 cm with the fingers open at ``rot``. None while it is held."""
+        carrying = self.phase.name in ("lift", "transport", "lower")
+        if carrying and not self.holding(env) and self.phase.steps > 5:
+            self.goto("approach")
+            return self.pose_action(env, eef + np.array([0, 0, 0.03]), rot, GRIPPER_OPEN)
+        return None
+
 
 class LiftExpert(PickExpert):
     object_yaw_period = np.pi / 2  # the cube is symmetric under 90 degree yaw
@@ -191,11 +200,9 @@ class LiftExpert(PickExpert):
             return action
         eef, _ = eef_state(env)
         p = self.params
-        if not self.holding(env) and self.phase.steps > 5:  # dropped or missed: start over
-            self.goto("approach")
-            return self.pose_action(
-                env, eef + np.array([0, 0, 0.03]), down_orientation(p["locked_yaw"]), GRIPPER_OPEN
-            )
+        restart = self.start_over_if_dropped(env, eef, down_orientation(p["locked_yaw"]))
+        if restart is not None:
+            return restart
         target = np.array([p["lift_xy"][0], p["lift_xy"][1], p["lift_z"]])
         return self.pose_action(env, target, down_orientation(p["locked_yaw"]), GRIPPER_CLOSE)
 
@@ -237,10 +244,9 @@ class CanExpert(PickExpert):
         eef, _ = eef_state(env)
         p = self.params
         down = down_orientation(p["locked_yaw"])
-        carrying = self.phase.name in ("lift", "transport", "lower")
-        if carrying and not self.holding(env) and self.phase.steps > 5:
-            self.goto("approach")
-            return self.pose_action(env, eef + np.array([0, 0, 0.03]), down, GRIPPER_OPEN)
+        restart = self.start_over_if_dropped(env, eef, down)
+        if restart is not None:
+            return restart
         if self.phase.name == "lift":
             target = np.array([p["lift_xy"][0], p["lift_xy"][1], p["carry_height"]])
             if eef[2] > p["carry_height"] - 0.03:
@@ -543,10 +549,9 @@ class SquareExpert(PickExpert):
             return action
         eef, rot = eef_state(env)
         p = self.params
-        carrying = self.phase.name in ("lift", "transport", "lower")
-        if carrying and not self.holding(env) and self.phase.steps > 5:  # dropped or missed: start over
-            self.goto("approach")
-            return self.pose_action(env, eef + np.array([0, 0, 0.03]), rot, GRIPPER_OPEN)
+        restart = self.start_over_if_dropped(env, eef, rot)
+        if restart is not None:
+            return restart
         if self.phase.name == "lift":
             target = np.array([p["lift_xy"][0], p["lift_xy"][1], p["carry_height"]])
             if eef[2] > p["carry_height"] - 0.03:

@@ -8,8 +8,7 @@ import pytest
 
 pytest.importorskip("robosuite")
 
-from hydra import compose, initialize_config_module  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from training_fakes import compose_config  # noqa: E402
 
 from drifting_policy.collect import cli  # noqa: E402
 from drifting_policy.collect.robomimic import RobomimicCollectConfig  # noqa: E402
@@ -46,9 +45,7 @@ def test_cli_refuses_an_unknown_task_in_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_square_state_config_matches_the_env():
-    with initialize_config_module("configs", version_base=None):
-        cfg = OmegaConf.to_container(compose("train", overrides=["task=square_state"]), resolve=True)
-    task = cfg["task"]
+    task = compose_config("train", ["task=square_state"])["task"]
     runner = RunnerConfig(**task["runner"])
     assert runner.env_id == ENV_IDS["square"] and runner.env_kwargs == {"obs_type": "low_dim"}
     assert runner.max_steps == TASKS["square"].horizon and runner.seeds == list(range(100000, 100050))
