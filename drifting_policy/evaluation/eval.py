@@ -3,6 +3,7 @@
     drifting-eval checkpoint=runs/x/checkpoints/latest
     drifting-eval checkpoint=runs/x/checkpoints/latest n_envs=25 n_seeds=50 n_videos=4
     drifting-eval checkpoint=runs/x/checkpoints/latest sampler=ddim num_inference_steps=10   (diffusion only)
+    drifting-eval checkpoint=runs/x/checkpoints/latest candidates=8   (drifting only: 8 draws per replan)
     drifting-eval "checkpoint=runs/x/checkpoints/step_*" last=3      (mean over the last 3 checkpoints)
     drifting-eval checkpoint=... "info_records=[first_block,zones]"  (per-episode final info in the JSON)
 
@@ -71,6 +72,14 @@ def evaluate_checkpoint(path: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
         sampler = cfg.get("sampler") or policy.config.sampler
         policy.set_sampler(sampler, int(cfg.get("num_inference_steps") or policy.config.num_inference_steps))
         tag = f"_{sampler}{policy.config.num_inference_steps}"
+    if cfg.get("candidates") is not None:  # drifting: best of N draws per replan (DriftingConfig.candidates)
+        if not hasattr(policy.config, "candidates"):
+            raise ValueError(f"candidates= applies to drifting checkpoints; {path} holds a "
+                             f"{meta['policy_name']} policy")
+        if int(cfg["candidates"]) < 1:
+            raise ValueError(f"candidates={cfg['candidates']}: expected >= 1 (1 = plain sampling, e.g. 8)")
+        policy.config.candidates = int(cfg["candidates"])
+        tag += f"_n{policy.config.candidates}"
     task = meta["config"]["task"]
     if cfg.get("action_horizon") is not None:  # execute fewer (or more) steps of each predicted chunk
         set_action_horizon(policy, int(cfg["action_horizon"]))

@@ -46,6 +46,12 @@ class DriftingConfig(PolicyConfig):
     # freshly initialised network's G samples of one observation differ as much as their noise does (a UNet
     # alone starts with them nearly identical: benchmarks/drifting_init_spread.py)
     noise_skip: float = 0.0
+    # Inference only: > 1 draws this many chunks per observation in one batched network call and executes the
+    # one whose executed steps travel furthest (path length of the executed actions, normalised units).
+    # For position-target actions (Push-T): a draw that barely moves keeps a stalled agent stalled, and
+    # stalls are where the policy loses its score (docs/experiments/pusht.md, round 7). Set at evaluation
+    # with drifting-eval candidates=N; 1 is the plain sampler (docs/design.md, "Best of N draws").
+    candidates: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -62,6 +68,8 @@ class DriftingConfig(PolicyConfig):
                                "use 0 (noise input only) or e.g. 32")
         if self.noise_skip < 0:
             raise config_error("noise_skip", ">= 0", self.noise_skip, "use 0 (off) or 1 (identity path)")
+        if self.candidates < 1:
+            raise config_error("candidates", ">= 1", self.candidates, "use 1 (plain sampling) or e.g. 8")
         if self.extra_positives_k < 0:
             raise config_error("extra_positives_k", ">= 0", self.extra_positives_k, "use 0 (demo chunk only)")
         if not self.extra_positives_radius > 0:
@@ -129,4 +137,16 @@ class DriftingPolicy(BasePolicy):
     @torch.no_grad()
     def predict_action(self, obs: Mapping[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
         cond = self.encode_obs(obs)  # [B, E]
-        return self.unnormalize_action(self.generate(cond, 1, generator))  # [B, T, A], one evaluation
+        num = self.config.candidates
+        chunks = self.generate(cond, num, generator)  # [B * N, T, A], one (batched) evaluation
+        if num > 1:
+            chunks = self.furthest_travelling(chunks.reshape(cond.shape[0], num, *chunks.shape[1:]))
+        return self.unnormalize_action(chunks)  # [B, T, A]
+
+    def furthest_travelling(self, chunks: Tensor) -> Tensor:
+        """[B, N, T, A] candidate chunks -> [B, T, A]: per observation, the candidate whose executed steps
+        (the action_horizon steps from the current one) cover the longest path."""
+        first = self.config.obs_horizon - 1
+        executed = chunks[:, :, first:first + self.config.action_horizon]  # [B, N, h, A]
+        travel = (executed[:, :, 1:] - executed[:, :, :-1]).norm(dim=-1).sum(dim=-1)  # [B, N]
+        return chunks[torch.arange(chunks.shape[0], device=chunks.device), travel.argmax(dim=1)]

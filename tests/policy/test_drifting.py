@@ -43,6 +43,34 @@ def test_inference_is_one_network_evaluation(make_policy, count_calls):
     assert calls == [4]
 
 
+def test_candidates_execute_the_furthest_travelling_of_one_batched_draw(make_policy, count_calls):
+    """candidates=N: one backbone call over B * N rows, and per observation the chosen chunk is the draw
+    (of the same N draws, same generator) whose executed steps cover the longest path."""
+    policy, batch = make_policy("drifting", candidates=5)
+    policy.eval()
+    calls = count_calls(policy.backbone)
+    chosen = policy.predict_action(batch["obs"], torch.Generator().manual_seed(3))  # [B, T, A] raw
+    assert calls == [4 * 5]
+    draws = policy.generate(policy.encode_obs(batch["obs"]), 5, torch.Generator().manual_seed(3))
+    draws = draws.reshape(4, 5, *chosen.shape[1:])  # [B, N, T, A], normalised
+    first, horizon = policy.config.obs_horizon - 1, policy.config.action_horizon
+    executed = draws[:, :, first:first + horizon]
+    travel = (executed[:, :, 1:] - executed[:, :, :-1]).norm(dim=-1).sum(-1)  # [B, N]
+    best = travel.argmax(dim=1)
+    torch.testing.assert_close(chosen, policy.unnormalize_action(draws[torch.arange(4), best]))
+    assert bool((best != 0).any())  # the rule chose, not the first draw everywhere
+
+
+def test_one_candidate_is_the_plain_sampler(make_policy):
+    policy, batch = make_policy("drifting")
+    policy.eval()
+    plain = policy.predict_action(batch["obs"], torch.Generator().manual_seed(4))
+    policy.config.candidates = 1
+    cond = policy.encode_obs(batch["obs"])
+    direct = policy.unnormalize_action(policy.generate(cond, 1, torch.Generator().manual_seed(4)))
+    torch.testing.assert_close(plain, direct, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("backbone", ["unet", "mlp"])
 def test_generated_samples_are_distinct_at_init(make_policy, backbone):
     policy, batch = make_policy("drifting", backbone=backbone)
@@ -184,6 +212,7 @@ def test_extra_positives_are_the_datasets_neighbour_chunks_normalised(make_polic
 @pytest.mark.parametrize(("options", "field"), [({"samples_per_obs": 1}, "samples_per_obs"),
                                                 ({"group_mode": "pairs"}, "group_mode"),
                                                 ({"temperatures": ()}, "temperatures"),
+                                                ({"candidates": 0}, "candidates"),
                                                 ({"backbone": "transformer"}, "backbone"),
                                                 ({"action_horizon": 16}, "action_horizon"),
                                                 ({"prediction_horizon": 10}, "prediction_horizon")])

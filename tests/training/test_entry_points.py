@@ -82,6 +82,24 @@ def test_eval_action_horizon_sets_how_often_the_policy_replans(drifting_run, tmp
         run_eval(compose_config("eval", [f"checkpoint={run_dir}/checkpoints/latest", "action_horizon=20"]))
 
 
+def test_eval_candidates_draw_n_chunks_per_replan_and_tag_the_output(drifting_run, monkeypatch):
+    """candidates=N: every replan is one backbone call over N rows per environment; the evaluation is written
+    with the _n<N> tag; N < 1 is refused."""
+    from drifting_policy.policy.drifting import DriftingPolicy
+
+    run_dir, _ = drifting_run
+    rows = []
+    original = DriftingPolicy.generate
+    monkeypatch.setattr(DriftingPolicy, "generate", lambda self, cond, num, generator=None: rows.append(
+        (cond.shape[0], num)) or original(self, cond, num, generator))
+    summary = run_eval(compose_config("eval", [f"checkpoint={run_dir}/checkpoints/latest", "n_seeds=2",
+                                               "n_envs=2", "n_videos=0", "max_steps=8", "candidates=3"]))
+    assert rows == [(2, 3)]  # one replan of 2 environments, 3 draws each
+    assert summary["nfe"] == 1 and (run_dir / "eval" / "latest_n3.json").exists()
+    with pytest.raises(ValueError, match="candidates=0: expected >= 1"):
+        run_eval(compose_config("eval", [f"checkpoint={run_dir}/checkpoints/latest", "candidates=0"]))
+
+
 def test_eval_averages_checkpoints_of_a_run_and_tables_several_runs(drifting_run, capsys):
     run_dir, _ = drifting_run
     fast = ["n_seeds=1", "n_envs=1", "n_videos=0", "max_steps=8"]
