@@ -10,7 +10,8 @@ Every method uses the same backbone options, obs encoder and shapes (randomly in
 checkpoint is given: latency does not depend on the values). Per method: `warmup` calls, then up to
 `repeats` timed calls interleaved across methods (same machine load for each), median reported. Measured
 with one thread and with torch's default thread count. The last printed line is a JSON object:
-`drifting_ms`, `ddpm100_ms`, `ddim10_ms`, `regression_ms`, `speedup_ddpm100`, `speedup_ddim10` (one thread,
+`drifting_ms`, `drifting_best8_ms` (8 draws per chunk in one batched call, `drifting-eval candidates=8`),
+`ddpm100_ms`, `ddim10_ms`, `regression_ms`, `speedup_ddpm100`, `speedup_ddim10` (one thread,
 or `device` for a GPU), the same keys suffixed `_threads<N>` for the default thread count (when
 `default_threads=true`), and `<method>_params`; on CUDA also `<method>_graph_ms`, the same call replayed
 from a CUDA graph (`cuda_graph=false` skips it).
@@ -38,6 +39,7 @@ from drifting_policy.training.setup import register_train_defaults
 def methods(ddim_steps: int) -> dict[str, tuple[str, dict[str, Any]]]:
     """Benchmark name -> (policy name, options on top of the shared backbone options)."""
     return {"drifting": ("drifting", {}),
+            "drifting_best8": ("drifting", {"candidates": 8}),  # 8 draws in one batched call (eval option)
             "ddpm100": ("diffusion", {"sampler": "ddpm", "num_inference_steps": 100}),
             f"ddim{ddim_steps}": ("diffusion", {"sampler": "ddim", "num_inference_steps": ddim_steps}),
             "regression": ("regression", {})}
@@ -90,7 +92,7 @@ def build_policies(cfg: Mapping[str, Any]) -> tuple[dict[str, torch.nn.Module], 
     policies = {}
     for bench_name, (policy_name, extra) in methods(cfg["ddim_steps"]).items():
         if loaded is not None and meta["policy_name"] == policy_name:
-            policy = _copy_with_sampler(loaded, extra) if extra else loaded
+            policy = _copy_with(loaded, extra) if extra else loaded
         else:
             torch.manual_seed(0)
             policy = build_policy(policy_name, {**options, **extra}, shape_meta)
@@ -99,9 +101,14 @@ def build_policies(cfg: Mapping[str, Any]) -> tuple[dict[str, torch.nn.Module], 
     return policies, {"options": options, "shape_meta": shape_meta}
 
 
-def _copy_with_sampler(policy, extra: Mapping[str, Any]):
+def _copy_with(policy, extra: Mapping[str, Any]):
+    """A copy of a loaded policy with its method's inference options (a diffusion sampler, drifting draws)."""
     clone = copy.deepcopy(policy)
-    clone.set_sampler(extra["sampler"], extra["num_inference_steps"])
+    if "sampler" in extra:
+        clone.set_sampler(extra["sampler"], extra["num_inference_steps"])
+    else:
+        for key, value in extra.items():
+            setattr(clone.config, key, value)
     return clone
 
 

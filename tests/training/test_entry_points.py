@@ -141,9 +141,11 @@ def test_bench_reports_latency_keys():
     cfg = compose_config("bench", ["policy.mlp_width=16", "policy.mlp_depth=1", "warmup=1", "repeats=2",
                                    "ddim_steps=2"])
     result = run_bench(cfg)
-    for key in ("drifting_ms", "ddpm100_ms", "ddim2_ms", "regression_ms", "speedup_ddpm100"):
+    for key in ("drifting_ms", "drifting_best8_ms", "ddpm100_ms", "ddim2_ms", "regression_ms",
+                "speedup_ddpm100"):
         assert result[key] > 0, key
     assert result["ddpm100_ms"] > result["drifting_ms"]  # 100 network evaluations vs 1
+    assert result["ddpm100_ms"] > result["drifting_best8_ms"]  # 8 draws are still one evaluation deep
 
 
 @pytest.mark.parametrize("train", ["cpu", "gpu"])
