@@ -68,7 +68,7 @@ def _evaluate(args, meta: dict, scale: float, candidates: int):
     scaled = _scaled_noise(policy.sample_noise, scale)
     policy.sample_noise = _held_noise(policy, scaled) if args.hold_noise else scaled
     if args.rule == "travel":
-        policy.config.candidates = candidates
+        policy.set_candidates(candidates)
     else:
         _follow_plan(policy, candidates, args.action_horizon, closest=args.rule == "coherent")
     spec = {**meta["config"]["task"]["runner"], "obs_horizon": policy.config.obs_horizon,
@@ -113,10 +113,8 @@ def _follow_plan(policy, candidates: int, action_horizon: int, closest: bool) ->
 
     @torch.no_grad()
     def predict_action(obs, generator=None):
-        cond = policy.encode_obs(obs)  # [B, E]
-        batch = cond.shape[0]
-        chunks = policy.generate(cond, candidates, generator)  # [B * N, T, A], rows of one obs adjacent
-        chunks = chunks.reshape(batch, candidates, *chunks.shape[1:])  # [B, N, T, A]
+        chunks = policy.draw_chunks(obs, candidates, generator)  # [B, N, T, A], normalised
+        batch = chunks.shape[0]
         if previous[0] is None or candidates == 1:
             chosen = chunks[:, 0]
         else:

@@ -107,8 +107,7 @@ def _copy_with(policy, extra: Mapping[str, Any]):
     if "sampler" in extra:
         clone.set_sampler(extra["sampler"], extra["num_inference_steps"])
     else:
-        for key, value in extra.items():
-            setattr(clone.config, key, value)
+        clone.set_candidates(extra["candidates"])
     return clone
 
 

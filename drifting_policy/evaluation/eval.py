@@ -73,12 +73,10 @@ def evaluate_checkpoint(path: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
         policy.set_sampler(sampler, int(cfg.get("num_inference_steps") or policy.config.num_inference_steps))
         tag = f"_{sampler}{policy.config.num_inference_steps}"
     if cfg.get("candidates") is not None:  # drifting: best of N draws per replan (DriftingConfig.candidates)
-        if not hasattr(policy.config, "candidates"):
+        if not hasattr(policy, "set_candidates"):
             raise ValueError(f"candidates= applies to drifting checkpoints; {path} holds a "
                              f"{meta['policy_name']} policy")
-        if int(cfg["candidates"]) < 1:
-            raise ValueError(f"candidates={cfg['candidates']}: expected >= 1 (1 = plain sampling, e.g. 8)")
-        policy.config.candidates = int(cfg["candidates"])
+        policy.set_candidates(int(cfg["candidates"]))
         tag += f"_n{policy.config.candidates}"
     task = meta["config"]["task"]
     if cfg.get("action_horizon") is not None:  # execute fewer (or more) steps of each predicted chunk

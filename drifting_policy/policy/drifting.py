@@ -134,14 +134,23 @@ class DriftingPolicy(BasePolicy):
             demo_mse = (gen.reshape(num_obs, num_gen, -1) - action.unsqueeze(1)).square().mean()
         return loss, {"loss": loss.detach(), "demo_mse": demo_mse, **drift_metrics}
 
+    def set_candidates(self, candidates: int) -> None:
+        """Draws per replan at inference (config.candidates), validated as the config validates it."""
+        dataclasses.replace(self.config, candidates=candidates)  # raises config_error on a bad value
+        self.config.candidates = candidates
+
+    def draw_chunks(self, obs: Mapping[str, Tensor], num: int, generator: torch.Generator | None = None
+                    ) -> Tensor:
+        """Observations -> [B, num, T, A] normalised chunks: num draws per observation in one batched call."""
+        cond = self.encode_obs(obs)  # [B, E]
+        chunks = self.generate(cond, num, generator)  # [B * num, T, A], rows of one observation adjacent
+        return chunks.reshape(cond.shape[0], num, *chunks.shape[1:])
+
     @torch.no_grad()
     def predict_action(self, obs: Mapping[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
-        cond = self.encode_obs(obs)  # [B, E]
-        num = self.config.candidates
-        chunks = self.generate(cond, num, generator)  # [B * N, T, A], one (batched) evaluation
-        if num > 1:
-            chunks = self.furthest_travelling(chunks.reshape(cond.shape[0], num, *chunks.shape[1:]))
-        return self.unnormalize_action(chunks)  # [B, T, A]
+        chunks = self.draw_chunks(obs, self.config.candidates, generator)  # [B, N, T, A], one evaluation
+        chosen = chunks[:, 0] if chunks.shape[1] == 1 else self.furthest_travelling(chunks)
+        return self.unnormalize_action(chosen)  # [B, T, A]
 
     def furthest_travelling(self, chunks: Tensor) -> Tensor:
         """[B, N, T, A] candidate chunks -> [B, T, A]: per observation, the candidate whose executed steps
