@@ -14,6 +14,7 @@ shares, TV = 1/2 sum_m |p_m - q_m| over the union of modes (0: same shares; 1: n
 
     python -m drifting_policy.evaluation.order_modes summarise --task blockpush \\
         --store data/blockpush/blockpush_scripted.zarr --eval drifting=runs/a/eval/latest.json --out bp.json
+    (--eval drifting=a.json,b.json pools the episodes of several evaluations, e.g. the last 3 checkpoints)
     python -m drifting_policy.evaluation.order_modes plot bp.json [kitchen.json] --figure modes.png
 """
 
@@ -97,21 +98,32 @@ def expert_labels(task: str, store: str | Path, depth: int = 1) -> list[str]:
 
 
 def summarise(labels: Sequence[str], expert: Sequence[str]) -> dict[str, Any]:
-    """Counts, entropy and TV to the expert for one policy's rollouts."""
+    """Counts, entropy and TV to the expert for one policy's rollouts; ``tv_completed`` is the TV over the
+    episodes that reached a stage (``none`` left out on both sides; None when no episode did), which asks
+    only whether the policy spreads over the expert's orders, however often it gets that far."""
     counts, reference = mode_counts(labels), mode_counts(expert)
+    reached = {mode: n for mode, n in counts.items() if mode != NONE}
+    reached_reference = {mode: n for mode, n in reference.items() if mode != NONE}
     return {"n_episodes": len(labels), "counts": counts, "entropy": entropy(counts),
-            "n_modes": len(counts), "tv_to_expert": total_variation(counts, reference)}
+            "n_modes": len(counts), "tv_to_expert": total_variation(counts, reference),
+            "tv_completed": total_variation(reached, reached_reference) if reached else None}
 
 
-def summarise_task(task: str, store: str | Path, evals: Mapping[str, str | Path], depth: int = 1) -> dict:
-    """{"task", "depth", "expert": summary, "<policy>": summary, ...} from eval JSONs (drifting-eval)."""
+def summarise_task(task: str, store: str | Path, evals: Mapping[str, str | Path | Sequence[str | Path]],
+                   depth: int = 1) -> dict:
+    """{"task", "depth", "expert": summary, "<policy>": summary, ...} from eval JSONs (drifting-eval).
+
+    A policy given several JSONs (e.g. its last 3 checkpoints on the same seeds) has their episodes pooled."""
     if task not in TASKS:
         raise ValueError(f"task={task!r}: expected one of {TASKS}")
     expert = expert_labels(task, store, depth)
     out: dict[str, Any] = {"task": task, "depth": depth, "expert": summarise(expert, expert)}
-    for name, path in evals.items():
-        records = json.loads(Path(path).read_text())["eval"]["info_records"]
-        out[name] = summarise(rollout_labels(task, records, depth), expert)
+    for name, paths in evals.items():
+        labels: list[str] = []
+        for path in [paths] if isinstance(paths, str | Path) else paths:
+            records = json.loads(Path(path).read_text())["eval"]["info_records"]
+            labels += rollout_labels(task, records, depth)
+        out[name] = summarise(labels, expert)
     return out
 
 
@@ -136,12 +148,15 @@ def plot(summaries: Sequence[Mapping[str, Any]], path: str | Path) -> None:
         width = 0.8 / len(names)
         for k, name in enumerate(names):
             s = shares(summary[name]["counts"])
-            label = name if name == "expert" else f"{name} (TV {summary[name]['tv_to_expert']:.2f})"
+            tv_completed = summary[name].get("tv_completed")
+            label = name if name == "expert" else (
+                f"{name} (TV {summary[name]['tv_to_expert']:.2f}; over episodes that reached a stage "
+                + ("-" if tv_completed is None else f"{tv_completed:.2f}") + ")")
             ax.bar(np.arange(len(modes)) + (k - (len(names) - 1) / 2) * width,
                    [s.get(m, 0.0) for m in modes], width, label=label)
         ax.set_xticks(np.arange(len(modes)), modes, rotation=20, ha="right", fontsize=8)
         ax.set_ylabel("share of episodes")
-        rollouts = (f"policies: {max(summary[n]['n_episodes'] for n in names[1:])} test seeds" if names[1:]
+        rollouts = (f"policies: {max(summary[n]['n_episodes'] for n in names[1:])} rollouts" if names[1:]
                     else "no policy rollouts yet")
         ax.set_title(f"{summary['task']}: order modes (expert: {summary['expert']['n_episodes']} demos, "
                      f"{rollouts})", fontsize=10)
@@ -159,6 +174,9 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     lines.append("| entropy (nats) | " + " | ".join(f"{summary[n]['entropy']:.2f}" for n in names) + " |")
     lines.append("| TV to expert | " + " | ".join(f"{summary[n]['tv_to_expert']:.2f}" for n in names) + " |")
+    completed = [summary[n].get("tv_completed") for n in names]
+    lines.append("| TV, episodes that reached a stage | "
+                 + " | ".join("-" if tv is None else f"{tv:.2f}" for tv in completed) + " |")
     return "\n".join(lines)
 
 
@@ -168,7 +186,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s = sub.add_parser("summarise", help="mode counts / entropy / TV of eval JSONs against the expert")
     s.add_argument("--task", choices=TASKS, required=True)
     s.add_argument("--store", required=True, help="the expert's zarr store (meta/ holds its modes)")
-    s.add_argument("--eval", action="append", default=[], metavar="NAME=EVAL_JSON")
+    s.add_argument("--eval", action="append", default=[], metavar="NAME=EVAL_JSON[,EVAL_JSON...]",
+                   help="a policy's eval JSON(s); several, comma-separated, are pooled")
     s.add_argument("--depth", type=int, default=1, help="kitchen: tasks in the order label (1..4)")
     s.add_argument("--out", help="write the summary JSON here")
     f = sub.add_parser("plot", help="bar chart of mode shares from summary JSONs, one panel per task")
@@ -185,11 +204,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     bad = [item for item in args.eval if "=" not in item]
     if bad:
-        raise SystemExit(f"--eval takes NAME=EVAL_JSON, got {bad}")
-    evals = dict(item.split("=", 1) for item in args.eval)
+        raise SystemExit(f"--eval takes NAME=EVAL_JSON[,EVAL_JSON...], got {bad}")
+    evals = {name: paths.split(",") for name, paths in (item.split("=", 1) for item in args.eval)}
+    missing = [path for paths in evals.values() for path in paths if not Path(path).is_file()]
+    if missing:
+        raise SystemExit(f"--eval: no such eval JSON {missing}; run drifting-eval ... info_records=[...]")
     summary = summarise_task(args.task, args.store, evals, args.depth)
     print(markdown_table(summary))
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary))
 

@@ -54,16 +54,34 @@ def test_summary_against_the_expert_store(tmp_path):
     summary = summarise(["c0 first, c0 in z0"] * 4, expert)  # a policy that collapsed onto one mode
     assert summary["n_modes"] == 1 and summary["entropy"] == 0.0
     assert summary["tv_to_expert"] == pytest.approx(0.75)
+    # half the episodes reach no zone: TV over all modes counts that, tv_completed only the order spread
+    half = summarise(["none", "none", "c0 first, c0 in z0", "c1 first, c0 in z1"], expert)
+    assert half["tv_to_expert"] == pytest.approx(0.5) and half["tv_completed"] == pytest.approx(0.5)
+    spread = summarise(["none"] * 4 + expert, expert)
+    assert spread["tv_to_expert"] == pytest.approx(0.5) and spread["tv_completed"] == pytest.approx(0.0)
+    assert summarise(["none"] * 3, expert)["tv_completed"] is None
     assert summarise(expert, expert)["entropy"] == pytest.approx(math.log(4))
 
     evaluation = tmp_path / "eval.json"
     evaluation.write_text(json.dumps({"eval": {"info_records": {"first_block": [0, 1],
                                                                 "zones": [[0, 1], [1, 0]]}}}))
-    out = tmp_path / "summary.json"
+    out = tmp_path / "new_folder" / "summary.json"  # --out makes its folder
     main(["summarise", "--task", "blockpush", "--store", str(store), "--eval", f"drifting={evaluation}",
           "--out", str(out)])
     result = json.loads(out.read_text())
     assert result["drifting"]["counts"] == {"c0 first, c0 in z0": 1, "c1 first, c0 in z1": 1}
     assert result["drifting"]["tv_to_expert"] == pytest.approx(0.5)
+    # two evaluations (e.g. two checkpoints on the same seeds) are pooled: 4 episodes, 3 of one mode
+    again = tmp_path / "eval2.json"
+    again.write_text(json.dumps({"eval": {"info_records": {"first_block": [0, 0],
+                                                           "zones": [[0, 1], [0, 1]]}}}))
+    main(["summarise", "--task", "blockpush", "--store", str(store),
+          "--eval", f"drifting={evaluation},{again}", "--out", str(out)])
+    pooled = json.loads(out.read_text())["drifting"]
+    assert pooled["n_episodes"] == 4
+    assert pooled["counts"] == {"c0 first, c0 in z0": 3, "c1 first, c0 in z1": 1}
+    with pytest.raises(SystemExit, match="no such eval JSON"):
+        main(["summarise", "--task", "blockpush", "--store", str(store), "--eval",
+              f"drifting={evaluation},{tmp_path / 'missing.json'}"])
     main(["plot", str(out), "--figure", str(tmp_path / "modes.png")])
     assert (tmp_path / "modes.png").stat().st_size > 1000

@@ -23,7 +23,8 @@ from drifting_policy.training.setup import (
 
 DP_LOW_DIM_KEYS = ["object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"]
 CAMERA_KEYS = ["agentview_image", "robot0_eye_in_hand_image"]
-TASKS = {"lift": (10, 400), "can": (14, 400), "tool_hang": (44, 700)}  # object dim, horizon
+# object dim, horizon
+TASKS = {"lift": (10, 400), "can": (14, 400), "square": (14, 400), "tool_hang": (44, 700)}
 TINY = ["train.max_steps=2", "train.batch_size=4", "train.log_every=1", "train.warmup_steps=1",
         "train.eval_every=null", "train.progress=false", "policy.mlp_width=32", "policy.mlp_depth=1",
         "task.dataset.val_ratio=0.25"]
