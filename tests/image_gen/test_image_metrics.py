@@ -57,6 +57,15 @@ def test_class_accuracy_and_nearest_train_distance():
     train[1] += 1.0
     distances = nearest_train_distance(torch.stack([train[1], train[1] + 0.5]), train)
     torch.testing.assert_close(distances, torch.tensor([0.0, 1.0]))
+    # image-sized rows, where cdist's matrix-product path is inexact: copies sit at exactly 0, and every
+    # distance agrees with the direct computation
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(300, 1, 32, 32, generator=generator) * 2 - 1
+    samples = torch.cat([images[:50], torch.rand(50, 1, 32, 32, generator=generator) * 2 - 1])
+    distances = nearest_train_distance(samples, images, batch_size=64)
+    assert torch.equal(distances[:50], torch.zeros(50))
+    direct = (samples.flatten(1)[:, None] - images.flatten(1)[None]).norm(dim=-1).min(dim=1).values
+    torch.testing.assert_close(distances, direct)
 
 
 def test_inception_without_weights_is_a_clear_error(tmp_path):
