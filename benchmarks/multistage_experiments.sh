@@ -30,15 +30,13 @@ records() { case "$1" in blockpush) echo "[first_block,zones]" ;; kitchen) echo 
 horizon() { case "$1" in blockpush) echo "$AH_BLOCKPUSH" ;; kitchen) echo "$AH_KITCHEN" ;; esac; }
 budget() { case "$1" in blockpush) echo "$STEPS_BLOCKPUSH" ;; kitchen) echo "$STEPS_KITCHEN" ;; esac; }
 
+# shellcheck source=benchmarks/budget_run.sh
+source benchmarks/budget_run.sh
+
 train() {  # train <task> <policy>
-  local name steps every
+  local name
   name=$(run_name "$1" "$2")
-  steps=$(budget "$1")
-  every=$((steps / 10))
-  "$PY" -m drifting_policy.training.train "task=$1_state" "policy=$2" seed=0 run_dir="runs/$name" \
-    train.max_steps="$steps" train.eval_every=null train.eval_at_end=false train.save_every="$every" \
-    train.checkpoint_every="$every" train.val_every=$((steps / 5)) train.progress=false train.num_threads=1 \
-    >"$LOGS/$name.log" 2>&1
+  train_budget "runs/$name" "$(budget "$1")" "$LOGS/$name.log" "task=$1_state" "policy=$2" seed=0
 }
 
 evaluate() {  # evaluate <task> <policy> <extra drifting-eval overrides...>

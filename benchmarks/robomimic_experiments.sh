@@ -17,13 +17,12 @@ CAN_STEPS=${CAN_STEPS:-1500}         # what fit the session (2000 planned; DDPM-
 LOGS=runs/rm_logs
 mkdir -p "$LOGS"
 
+# shellcheck source=benchmarks/budget_run.sh
+source benchmarks/budget_run.sh
+
 train() {  # train <run_name> <steps> <overrides...>: no evaluation inside training
   local name=$1 steps=$2; shift 2
-  local every=$((steps / 10))
-  nice -n 10 "$PY" -m drifting_policy.training.train "$@" seed=0 run_dir="runs/$name" train.max_steps="$steps" \
-    train.eval_every=null train.eval_at_end=false train.save_every="$every" train.checkpoint_every="$every" \
-    train.val_every=$((steps / 5)) train.progress=false train.num_threads=1 train.precision=fp32 \
-    >"$LOGS/$name.log" 2>&1
+  NICE=10 train_budget "runs/$name" "$steps" "$LOGS/$name.log" "$@" seed=0 train.precision=fp32
 }
 
 evaluate() {  # evaluate <run_name>...: the last 3 step_N checkpoints of each run, one process at a time,

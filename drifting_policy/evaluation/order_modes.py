@@ -109,18 +109,18 @@ def summarise(labels: Sequence[str], expert: Sequence[str]) -> dict[str, Any]:
             "tv_completed": total_variation(reached, reached_reference) if reached else None}
 
 
-def summarise_task(task: str, store: str | Path, evals: Mapping[str, str | Path | Sequence[str | Path]],
-                   depth: int = 1) -> dict:
+def summarise_task(task: str, store: str | Path, evals: Mapping[str, Sequence[str | Path]], depth: int = 1
+                   ) -> dict:
     """{"task", "depth", "expert": summary, "<policy>": summary, ...} from eval JSONs (drifting-eval).
 
-    A policy given several JSONs (e.g. its last 3 checkpoints on the same seeds) has their episodes pooled."""
+    Each policy's JSONs (e.g. its last 3 checkpoints on the same seeds) have their episodes pooled."""
     if task not in TASKS:
         raise ValueError(f"task={task!r}: expected one of {TASKS}")
     expert = expert_labels(task, store, depth)
     out: dict[str, Any] = {"task": task, "depth": depth, "expert": summarise(expert, expert)}
     for name, paths in evals.items():
         labels: list[str] = []
-        for path in [paths] if isinstance(paths, str | Path) else paths:
+        for path in paths:
             records = json.loads(Path(path).read_text())["eval"]["info_records"]
             labels += rollout_labels(task, records, depth)
         out[name] = summarise(labels, expert)
@@ -148,10 +148,9 @@ def plot(summaries: Sequence[Mapping[str, Any]], path: str | Path) -> None:
         width = 0.8 / len(names)
         for k, name in enumerate(names):
             s = shares(summary[name]["counts"])
-            tv_completed = summary[name].get("tv_completed")
             label = name if name == "expert" else (
                 f"{name} (TV {summary[name]['tv_to_expert']:.2f}; over episodes that reached a stage "
-                + ("-" if tv_completed is None else f"{tv_completed:.2f}") + ")")
+                f"{_tv_completed(summary[name])})")
             ax.bar(np.arange(len(modes)) + (k - (len(names) - 1) / 2) * width,
                    [s.get(m, 0.0) for m in modes], width, label=label)
         ax.set_xticks(np.arange(len(modes)), modes, rotation=20, ha="right", fontsize=8)
@@ -166,6 +165,12 @@ def plot(summaries: Sequence[Mapping[str, Any]], path: str | Path) -> None:
     plt.close(fig)
 
 
+def _tv_completed(policy_summary: Mapping[str, Any]) -> str:
+    """tv_completed as text: "-" when no episode reached a stage (or a summary written before it existed)."""
+    tv = policy_summary.get("tv_completed")
+    return "-" if tv is None else f"{tv:.2f}"
+
+
 def markdown_table(summary: Mapping[str, Any]) -> str:
     names, modes = _names_and_modes(summary)
     lines = ["| mode | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
@@ -174,9 +179,8 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     lines.append("| entropy (nats) | " + " | ".join(f"{summary[n]['entropy']:.2f}" for n in names) + " |")
     lines.append("| TV to expert | " + " | ".join(f"{summary[n]['tv_to_expert']:.2f}" for n in names) + " |")
-    completed = [summary[n].get("tv_completed") for n in names]
     lines.append("| TV, episodes that reached a stage | "
-                 + " | ".join("-" if tv is None else f"{tv:.2f}" for tv in completed) + " |")
+                 + " | ".join(_tv_completed(summary[n]) for n in names) + " |")
     return "\n".join(lines)
 
 

@@ -64,8 +64,7 @@ def test_candidates_execute_the_furthest_travelling_of_one_batched_draw(make_pol
 def test_one_candidate_is_the_plain_sampler(make_policy):
     policy, batch = make_policy("drifting")
     policy.eval()
-    plain = policy.predict_action(batch["obs"], torch.Generator().manual_seed(4))
-    policy.config.candidates = 1
+    plain = policy.predict_action(batch["obs"], torch.Generator().manual_seed(4))  # candidates: default 1
     cond = policy.encode_obs(batch["obs"])
     direct = policy.unnormalize_action(policy.generate(cond, 1, torch.Generator().manual_seed(4)))
     torch.testing.assert_close(plain, direct, rtol=0, atol=0)
