@@ -6,6 +6,7 @@ and the summary of policy evaluations (last-checkpoint averages).
     .venv/bin/python benchmarks/bench_robomimic.py collect --task lift --episodes 200 --seed 0 \
         --out data/robomimic/lift_scripted.hdf5
     .venv/bin/python benchmarks/bench_robomimic.py summary runs/rm2_*      (after drifting-eval of the last 3)
+    .venv/bin/python benchmarks/bench_robomimic.py seeds runs/rm3_*        (rm3_<task>_<policy>_s<seed>)
 
 ``expert`` runs episodes without writing anything; ``collect`` writes the robomimic hdf5 dataset through
 ``drifting_policy.collect.robomimic`` and reports its success rate and wall time.
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -143,6 +146,79 @@ def summarize_runs(run_dirs: list[str], last: int = 3) -> dict:
     return out
 
 
+SEED_RUN = re.compile(r"rm3_(?P<task>.+)_(?P<policy>drifting|diffusion)_s(?P<seed>\d+)$")
+
+
+EVAL_FILE = re.compile(r"step_\d+(?P<tag>.*)\.json$")
+
+
+def _add_seed_run(groups: dict, steps: dict, incomplete: list, run: str, match: re.Match, tag: str,
+                  files: list[Path], last: int) -> None:
+    """One run's last `last` evaluations with one sampler into its (task, policy + tag) group."""
+    if len(files) < last:
+        incomplete.append(f"{run}{tag}")
+        return
+    summaries = [json.loads(path.read_text()) for path in files]
+    evals = [summary["eval"] for summary in summaries]
+    if any(e["seeds"] != evals[0]["seeds"] for e in evals):
+        raise ValueError(f"{run}: its checkpoints were evaluated on different test seeds")
+    per_test_seed = np.mean([np.asarray(e["successes"], dtype=np.float64) for e in evals], axis=0)  # [50]
+    key = (match["task"], match["policy"] + tag)
+    groups.setdefault(key, {})[int(match["seed"])] = per_test_seed
+    steps.setdefault(key, set()).add(summaries[-1]["step"])
+
+
+def summarize_seeds(run_dirs: list[str], last: int = 3) -> dict:
+    """Per (task, policy) over training seeds: each seed's mean success over its last `last` checkpoints, the
+    mean over seeds with a two-level bootstrap interval (training seeds, then test seeds), and pooled counts.
+    Runs are named rm3_<task>_<policy>_s<seed>; evaluations with another sampler (drifting-eval's
+    ``_ddim10`` files) form their own group; a run with fewer than `last` evaluated checkpoints is left out
+    (and named in `incomplete`)."""
+    from drifting_policy.common.stats import two_level_bootstrap, wilson_interval
+
+    groups: dict[tuple[str, str], dict[int, np.ndarray]] = {}
+    steps: dict[tuple[str, str], set[int]] = {}  # the final checkpoint's step, per group
+    incomplete = []
+    for run in sorted(run_dirs):
+        match = SEED_RUN.match(Path(run).name)
+        if match is None:
+            raise ValueError(f"{run}: not a rm3_<task>_<policy>_s<seed> run folder")
+        by_sampler: dict[str, list[Path]] = {}  # "": the policy's own sampler; "_ddim10": drifting-eval's tag
+        for path in sorted(Path(run, "eval").glob("step_*.json")):
+            by_sampler.setdefault(EVAL_FILE.match(path.name)["tag"], []).append(path)
+        for tag, files in by_sampler.items():
+            _add_seed_run(groups, steps, incomplete, run, match, tag, files[-last:], last)
+    out = {}
+    for (task, policy), by_seed in sorted(groups.items()):
+        values = np.stack([by_seed[seed] for seed in sorted(by_seed)])  # [training seeds, test seeds]
+        successes = int(round(values.sum() * last))
+        episodes = values.size * last
+        out[f"{task}/{policy}"] = {
+            "task": task, "policy": policy, "seeds": sorted(by_seed), "steps": sorted(steps[task, policy]),
+            "per_seed": [float(row.mean()) for row in values],
+            "mean": float(values.mean()),
+            "ci": two_level_bootstrap(values) if len(values) > 1 else None,  # one seed: no spread to resample
+            "pooled": {"success": successes, "episodes": episodes,
+                       "wilson": wilson_interval(successes, episodes)},
+        }
+    return {"groups": out, "incomplete": incomplete}
+
+
+def seeds_table(summary: dict) -> str:
+    lines = ["| task | policy | steps | training seeds | mean success per seed (last 3 ckpts) | "
+             "mean over seeds [95% two-level bootstrap] | pooled episodes [95% Wilson] |", "|---" * 7 + "|"]
+    for group in summary["groups"].values():
+        per_seed = ", ".join(f"{value:.3f}" for value in group["per_seed"])
+        ci = "" if group["ci"] is None else f" [{group['ci'][0]:.3f}, {group['ci'][1]:.3f}]"
+        pooled = group["pooled"]
+        lines.append(f"| {group['task']} | {group['policy']} | {', '.join(map(str, group['steps']))} | "
+                     f"{len(group['seeds'])} | {per_seed} | **{group['mean']:.3f}**{ci} | "
+                     f"{_rate(pooled['success'], pooled['episodes'], pooled['wilson'])} |")
+    if summary["incomplete"]:
+        lines.append(f"\nNot yet evaluated at 3 checkpoints (left out): {', '.join(summary['incomplete'])}")
+    return "\n".join(lines)
+
+
 def summary_table(runs: dict) -> str:
     lines = [
         "| run | policy | NFE | steps | success per checkpoint [95% Wilson] | mean of last 3 | "
@@ -168,8 +244,8 @@ def _rate(success: int, episodes: int, wilson: tuple[float, float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=("speed", "expert", "collect", "summary"))
-    parser.add_argument("runs", nargs="*", help="summary: run folders evaluated by drifting-eval")
+    parser.add_argument("what", choices=("speed", "expert", "collect", "summary", "seeds"))
+    parser.add_argument("runs", nargs="*", help="summary, seeds: run folders evaluated by drifting-eval")
     parser.add_argument("--task", default="lift", choices=sorted(TASKS))
     parser.add_argument("--seeds", default="10000:10200", help="expert: env seeds start:stop")
     parser.add_argument("--noise", type=float, default=0.1)
@@ -183,6 +259,10 @@ def main() -> None:
         runs = summarize_runs(args.runs)
         print(summary_table(runs))
         result = {"runs": runs}
+    elif args.what == "seeds":
+        summary = summarize_seeds(args.runs)
+        print(seeds_table(summary))
+        result = summary
     elif args.what == "speed":
         result = bench_speed(args.steps)
     elif args.what == "expert":

@@ -6,6 +6,10 @@
 #   bash benchmarks/robomimic_experiments.sh lift-abs  # Lift with absolute 10-D actions (task=lift_state_abs)
 #   bash benchmarks/robomimic_experiments.sh bench     # batch-1 policy latency (drifting-bench) on Lift and Can
 #   bash benchmarks/robomimic_experiments.sh summary   # table: per-checkpoint and pooled (150 episodes) Wilson CIs
+# Three training seeds (issue 13), Drifting-1 and DDPM-100 on Lift, Can and Square (state):
+#   bash benchmarks/robomimic_experiments.sh seeds     # every (task, policy, seed) job, two at a time
+#   bash benchmarks/robomimic_experiments.sh job can_state diffusion 1 1500   # one job: train, evaluate last 3
+#   bash benchmarks/robomimic_experiments.sh seeds-summary   # table over seeds (benchmarks/bench_robomimic.py)
 # One process at a time (CPU is scarce and shared): each training, then each checkpoint's evaluation, in turn,
 # at nice 10 with one torch thread. Checkpoints every steps/10, so the last 3 are at 80%, 90% and 100%.
 # Runs go to runs/rm2_<task>[_abs]_<policy>, logs to runs/rm_logs/. REPO=<dir> runs the stages in another checkout.
@@ -38,6 +42,25 @@ evaluate() {  # evaluate <run_name>...: the last 3 step_N checkpoints of each ru
   done
 }
 
+job() {  # job <task config> <policy> <seed> <steps>: one training, then its last 3 checkpoints evaluated
+  local task=$1 policy=$2 seed=$3 steps=$4
+  local name="rm3_${task%_state}_${policy}_s$seed"
+  train_budget "runs/$name" "$steps" "$LOGS/$name.log" "task=$task" "policy=$policy" "seed=$seed" \
+    train.precision=fp32
+  evaluate "$name"
+}
+
+seeds() {  # the issue-13 table's jobs in priority order, two processes at a time (one per core)
+  local seed task
+  for task in "can_state 1500" "lift_state 1000" "square_state 6000"; do
+    for seed in 0 1 2; do
+      set -- $task
+      echo "$1 drifting $seed $2"
+      echo "$1 diffusion $seed $2"
+    done
+  done | xargs -P 2 -L 1 bash "$0" job
+}
+
 both() {  # both <task config> <steps>: train Drifting-1 and DDPM-100, then evaluate both
   local task=$1 steps=$2
   local run="rm2_${task%_state*}${task#*_state}"
@@ -56,5 +79,8 @@ case "${1:-}" in
       nice -n 10 "$PY" -m drifting_policy.evaluation.bench "task=$task" default_threads=false | tail -n 1
     done ;;
   summary) "$PY" benchmarks/bench_robomimic.py summary runs/rm2_* ;;
-  *) echo "usage: $0 lift|can|lift-abs|bench|summary" >&2; exit 2 ;;
+  job) shift; job "$@" ;;
+  seeds) seeds ;;
+  seeds-summary) "$PY" benchmarks/bench_robomimic.py seeds runs/rm3_* ;;
+  *) echo "usage: $0 lift|can|lift-abs|bench|summary|job|seeds|seeds-summary" >&2; exit 2 ;;
 esac

@@ -1,4 +1,4 @@
-"""Gymnasium wrappers shared by every task: multi-step execution and video recording.
+"""Gymnasium wrappers shared by every task: multi-step execution, video recording, holding ended episodes.
 
 `MultiStepWrapper` turns a single-step env into Diffusion Policy's policy-rate env: the observation is
 the last `obs_horizon` observations stacked on a new leading axis (the first one repeated after a reset),
@@ -146,3 +146,33 @@ class VideoRecorder(gym.Wrapper):
             imageio.mimsave(path, self._frames, fps=self.fps)
         self._frames = []
         return str(path)
+
+
+class HoldAfterEnd(gym.Wrapper):
+    """Stops simulating a sub-env of an evaluation batch once its episode has ended.
+
+    A batch of episodes runs until its slowest one ends. Meanwhile a vector env (NEXT_STEP autoreset) would
+    reset each finished sub-env without a seed and simulate new episodes that nobody scores: on robomimic, one
+    400-step failure kept 24 finished envs simulating too. Wrapped outermost, this env answers that unseeded
+    reset and every later step with the episode's last observation and info (reward 0, not terminated), at no
+    simulation cost. A seeded reset, which is how the runner starts each batch, starts a real episode.
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._held: tuple[Any, dict] | None = None  # (last obs, last info) once the episode has ended
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if self._held is not None and seed is None and options is None:
+            return self._held
+        self._held = None
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action):
+        if self._held is not None:
+            obs, info = self._held
+            return obs, 0.0, False, False, info
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            self._held = (obs, info)
+        return obs, reward, terminated, truncated, info

@@ -28,7 +28,7 @@ import torch
 
 from drifting_policy.collect.settings import TEST_SEED_START
 from drifting_policy.common.stats import bootstrap_mean_ci, wilson_interval
-from envs.wrappers import MultiStepWrapper, VideoRecorder
+from envs.wrappers import HoldAfterEnd, MultiStepWrapper, VideoRecorder
 
 VECTOR_MODES = ("sync", "async")
 
@@ -168,7 +168,8 @@ class EnvRunner:
                                 max_info_keys=keys)
 
     def _vector_env(self, n_envs: int, record: bool) -> gym.vector.VectorEnv:
-        fns = [lambda: self.make_env(record) for _ in range(n_envs)]
+        # finished episodes are held, not re-simulated, while the rest of their batch runs on
+        fns = [lambda: HoldAfterEnd(self.make_env(record)) for _ in range(n_envs)]
         if self.config.vector_mode == "async":
             return gym.vector.AsyncVectorEnv(fns)
         return gym.vector.SyncVectorEnv(fns)

@@ -53,7 +53,12 @@ class Phase:
 
 
 class ScriptedExpert:
-    """Base class: phase bookkeeping, noise and the pose-tracking action."""
+    """Base class: phase bookkeeping, noise and the pose-tracking action.
+
+    The action noise (``noise_std``, the collector's diversity) is left out in ``QUIET_PHASES``: the
+    millimetre-clearance steps of a task, where a careful demonstrator slows down (ToolHang only)."""
+
+    QUIET_PHASES: frozenset[str] = frozenset()
 
     def __init__(self, rng: np.random.Generator, noise_std: float = 0.0):
         if noise_std < 0:
@@ -85,7 +90,7 @@ class ScriptedExpert:
         rot_err = Rotation.from_matrix(target_rot @ ctrl.ref_ori_mat.T).as_rotvec()
         turn = np.clip(gain * rot_err / ROT_SCALE, -1.0, 1.0)
         arm = np.concatenate([move, turn])
-        if self.noise_std > 0:
+        if self.noise_std > 0 and self.phase.name not in self.QUIET_PHASES:
             arm = arm + self.rng.normal(0.0, self.noise_std, size=6)
         return np.concatenate([np.clip(arm, -1.0, 1.0), [gripper]])
 
@@ -279,13 +284,18 @@ class ToolHangExpert(ScriptedExpert):
     along the hook toward the rod, lower its hole flat over the post at the hook's free end until the ring
     rests on the hook, and let go: the handle, beyond the free end, swings down and the ring turns onto the
     hook. The hand points down throughout the tool half (the earlier design turned the wrench upright with
-    the hand horizontal near the robot, where the Panda's joint 5 reached its limit).
+    the hand horizontal near the robot, where the Panda's joint 5 reached its limit). A wrench still propped
+    on the post shortly after is pressed down by its handle (`press_if_wedged`).
 
     Both halves steer with the held object's own measured orientation (the frame's rod, the wrench's hole
-    axis), so a grasp that slipped is corrected rather than ignored. The frame insertion is the weak part
-    (docs/experiments/robomimic.md has the measured rates).
+    axis), so a grasp that slipped is corrected rather than ignored. The two insertions run without the
+    collector's action noise (`QUIET_PHASES`); docs/experiments/robomimic.md has the measured rates.
     """
 
+    # Without noise here: the rod (7.5 mm) enters the 12 mm tube, and the wrench's hole (19.4 mm) goes over
+    # the 7.5 mm post; at sigma = 0.1 the noise alone moves the rod's tip ~9 mm a step.
+    QUIET_PHASES = frozenset({"frame_above", "frame_insert", "frame_release",
+                              "tool_over_hook", "tool_lower", "tool_release"})
     TUBE_XY = np.array([-0.0805, 0.045])  # centre of the stand's square tube (walls stand_wall_0..3)
     MAX_TURN = 0.25  # rad per step of orientation correction toward the goal
     HOOK_YAW = -np.pi / 2  # hook pointing to the robot's right (-y): the hand stays over free table there
@@ -295,6 +305,15 @@ class ToolHangExpert(ScriptedExpert):
     RING_IN = 0.005
     RING_ABOVE = 0.035  # m above the hook's axis while moving over the post (the post's top is at 15.75 mm)
     RING_REST = 0.008  # let go once the hole is lowered to this height (resting on the hook at ~7 mm)
+    # Height the open hand crosses to the wrench at, above the hook (~1.035 m): at 1.2 m a wrench lying ~65 cm
+    # out from the base stretched the arm straight (joint 4 at its limit) and the descent stalled there.
+    OVER_Z = 1.12
+    TURN_STEPS = 80  # a turn in place that has not converged by then goes on anyway (one stalled at 0.05 rad)
+    CHECK_STEPS = 10  # steps after backing off for the let-go wrench to turn onto the hook
+    MAX_PRESSES = 4  # presses on a wedged wrench's handle (press_if_wedged)
+    PRESS_AT = 0.85  # where along the handle, from the hole (0) to the grip (1)
+    PRESS_DEPTH = 0.06  # pushing toward this far below where the handle was
+    PRESS_STEPS = 20  # steps pushing down
 
     def sample_params(self) -> dict[str, float]:
         return {"gain": self.rng.uniform(0.9, 1.1), "lift_z": self.rng.uniform(1.10, 1.14)}
@@ -376,7 +395,7 @@ class ToolHangExpert(ScriptedExpert):
             if eef[2] > lift_pos[2] - 0.03:
                 self.goto(turn)
             return self.pose_action(env, lift_pos, rot, GRIPPER_CLOSE)
-        if angle < tolerance and self.phase.steps > 5:
+        if (angle < tolerance and self.phase.steps > 5) or self.phase.steps > self.TURN_STEPS:
             self.goto(after)
         return self.pose_action(env, lift_pos, target_rot, GRIPPER_CLOSE)
 
@@ -430,8 +449,8 @@ class ToolHangExpert(ScriptedExpert):
         p, name = self.params, self.phase.name
         if name == "tool_up":  # rise above the assembled frame before turning the hand down
             if self.phase.steps == 1:
-                p["up_pos"] = np.array([eef[0], eef[1], 1.2])
-            if eef[2] > 1.17 or self.phase.steps > 40:
+                p["up_pos"] = np.array([eef[0] - 0.08, eef[1], 1.12])
+            if eef[2] > 1.09 or self.phase.steps > 40:
                 self.goto("tool_turn_down")
             return self.pose_action(env, p["up_pos"], rot, GRIPPER_OPEN, max_speed=0.6)
         if name == "tool_turn_down":
@@ -442,8 +461,8 @@ class ToolHangExpert(ScriptedExpert):
             return self.pose_action(env, p["up_pos"], down, GRIPPER_OPEN, max_speed=0.5)
         grip = self.geom(env, "tool_grip_g0")
         if name == "tool_over":  # cross over to the wrench high, clear of the frame
-            target = np.array([grip[0], grip[1], 1.2])
-            if np.linalg.norm((target - eef)[:2]) < 0.02:
+            target = np.array([grip[0], grip[1], self.OVER_Z])
+            if np.linalg.norm((target - eef)[:2]) < 0.02 or self.phase.steps > 60:
                 self.goto("tool_approach")
             return self.pose_action(env, target, down_orientation(p["tool_yaw"]), GRIPPER_OPEN)
         if name in ("tool_approach", "tool_descend", "tool_close"):
@@ -481,7 +500,38 @@ class ToolHangExpert(ScriptedExpert):
             if hole[2] < want[2] + 0.002 or self.phase.steps > 50:
                 self.goto("tool_release")
             return self.pose_action(env, eef + step, target_rot, GRIPPER_CLOSE, max_speed=0.3)
-        return self.release_and_back_off(env, "tool", "tool_done")
+        if name in ("tool_release", "tool_back_off"):
+            return self.release_and_back_off(env, "tool", "tool_check")
+        return self.press_if_wedged(env, eef)
+
+    def press_if_wedged(self, env, eef: np.ndarray) -> np.ndarray:
+        """After letting go: a wrench that has not turned onto the hook within CHECK_STEPS steps is wedged on
+        the post at the hook's free end, its handle tilted up (~33 degrees below the horizontal instead of
+        ~60 when hung); pressing the handle down with the closed gripper turns the ring onto the hook."""
+        p, name = self.params, self.phase.name
+        down = down_orientation(p["tool_yaw"])
+        if name == "tool_check":
+            hung = env.sim_env._check_success()
+            if not hung and self.phase.steps > self.CHECK_STEPS and p.get("presses", 0) < self.MAX_PRESSES:
+                p["presses"] = p.get("presses", 0) + 1
+                self.goto("tool_press_above")
+            return self.pose_action(env, p.get("press_up", eef), down, GRIPPER_OPEN, max_speed=0.5)
+        hole, grip = self.site(env, "tool_hole1_center"), self.geom(env, "tool_grip_g0")
+        if name == "tool_press_above":  # the closed hand over the handle, PRESS_AT of the way to the grip
+            p["press_point"] = hole + self.PRESS_AT * (grip - hole)
+            target = p["press_point"] + [0.0, 0.0, 0.05]
+            if np.linalg.norm(target - eef) < 0.01 or self.phase.steps > 40:
+                self.goto("tool_press")
+            return self.pose_action(env, target, down, GRIPPER_CLOSE, max_speed=0.5)
+        if name == "tool_press":
+            if self.phase.steps > self.PRESS_STEPS:
+                p["press_up"] = p["press_point"] + [0.0, 0.0, 0.10]
+                self.goto("tool_press_up")
+            return self.pose_action(env, p["press_point"] - [0.0, 0.0, self.PRESS_DEPTH], down, GRIPPER_CLOSE,
+                                    max_speed=0.3)
+        if np.linalg.norm(p["press_up"] - eef) < 0.02 or self.phase.steps > 30:  # tool_press_up
+            self.goto("tool_check")
+        return self.pose_action(env, p["press_up"], down, GRIPPER_CLOSE, max_speed=0.5)
 
 
 class SquareExpert(PickExpert):

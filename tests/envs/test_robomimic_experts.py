@@ -128,6 +128,14 @@ def test_experts_succeed_on_ten_seeds(task):
     env.close()
 
 
+@pytest.mark.slow
+def test_tool_hang_expert_succeeds_on_ten_seeds():
+    env = RobomimicEnv(task="tool_hang")
+    results = [run_episode(env, "tool_hang", seed, noise_std=0.1)[0] for seed in range(20000, 20010)]
+    assert sum(results) >= 8
+    env.close()
+
+
 def test_tool_hang_expert_starts_toward_the_frame_grip():
     env = RobomimicEnv(task="tool_hang")
     expert = make_expert("tool_hang", np.random.default_rng(0))
@@ -140,6 +148,30 @@ def test_tool_hang_expert_starts_toward_the_frame_grip():
         env.step(action)
     end = np.linalg.norm(expert.geom(env, "frame_grip_frame")[:2] - env.current_pose_action(0.0)[:2])
     assert expert.phase.name.startswith("frame_") and end < start - 0.03
+    env.close()
+
+
+def test_tool_hang_quiet_phases_draw_no_noise():
+    """In the insertion phases a noisy ToolHang expert acts exactly as a noise-free one and leaves its noise
+    stream untouched; elsewhere the noise is there."""
+    env = RobomimicEnv(task="tool_hang")
+    env.reset(seed=3)
+    target, rot = env.current_pose_action(0.0)[:3] + [0.02, 0.0, -0.01], down_orientation(0.3)
+    actions = {}
+    for phase in ("frame_insert", "tool_lower", "frame_approach"):
+        for noise_std in (0.0, 0.1):
+            expert = ToolHangExpert(np.random.default_rng(7), noise_std)
+            expert.reset()
+            expert.goto(phase)
+            actions[phase, noise_std] = expert.pose_action(env, target, rot, 1.0)
+            if phase in ToolHangExpert.QUIET_PHASES:  # the stream is where a fresh one after reset() is
+                fresh = np.random.default_rng(7)
+                fresh.uniform(size=2)  # reset()'s two parameters
+                assert expert.rng.normal() == fresh.normal()
+    assert {"frame_insert", "tool_lower"} <= ToolHangExpert.QUIET_PHASES
+    np.testing.assert_array_equal(actions["frame_insert", 0.0], actions["frame_insert", 0.1])
+    np.testing.assert_array_equal(actions["tool_lower", 0.0], actions["tool_lower", 0.1])
+    assert np.abs(actions["frame_approach", 0.1] - actions["frame_approach", 0.0])[:6].max() > 1e-3
     env.close()
 
 

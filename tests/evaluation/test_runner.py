@@ -8,6 +8,7 @@ import torch
 from training_fakes import (
     FAKE_ENV_ID,
     GOAL,
+    FakeReachEnv,
     TinyConfig,
     TinyPolicy,
 )
@@ -132,3 +133,36 @@ def test_info_records_keep_each_episode_last_step():
     assert json.loads(json.dumps(result.to_json()))["info_records"]["is_success"] == [True] * 5
     with pytest.raises(ValueError, match="info_records names 'order'"):
         reach_runner(info_records=("order",)).run(GoalPolicy(TinyConfig(noise_std=0.0)))
+
+
+def test_finished_episodes_are_held_not_simulated(monkeypatch):
+    # seed 1000's env is told to stay where it is (never succeeds: truncated at max_steps); the others reach
+    # the goal in a few steps and must then wait without being reset or stepped again
+    class StayOnFirst(GoalPolicy):
+        def predict_action(self, obs, generator=None):
+            chunk = super().predict_action(obs, generator)
+            stay = torch.as_tensor(obs["pos"])[:, -1:]  # [B, 1, 2]
+            first_obs = torch.as_tensor(obs["pos"])[:, 0]
+            is_first = torch.all(torch.isclose(first_obs, torch.from_numpy(self.start_1000)), dim=-1)
+            return torch.where(is_first[:, None, None], stay.expand_as(chunk), chunk)
+
+    calls = {"step": 0, "reset": 0}
+    original_step, original_reset = FakeReachEnv.step, FakeReachEnv.reset
+
+    def counted_step(self, action):
+        calls["step"] += 1
+        return original_step(self, action)
+
+    def counted_reset(self, **kwargs):
+        calls["reset"] += 1
+        return original_reset(self, **kwargs)
+
+    monkeypatch.setattr(FakeReachEnv, "step", counted_step)
+    monkeypatch.setattr(FakeReachEnv, "reset", counted_reset)
+    policy = StayOnFirst(TinyConfig(noise_std=0.0))
+    policy.start_1000 = np.random.RandomState(1000).uniform(-1, 1, size=2).astype(np.float32)
+    batched = reach_runner(n_seeds=4, n_envs=4).run_episodes(policy)
+    assert batched.successes == [False, True, True, True] and batched.episode_steps[0] == 20
+    assert calls == {"step": sum(batched.episode_steps), "reset": 4}  # one seeded reset per episode
+    alone = reach_runner(n_seeds=4, n_envs=1).run_episodes(policy)
+    assert alone.scores == batched.scores and alone.episode_steps == batched.episode_steps

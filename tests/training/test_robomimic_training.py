@@ -98,10 +98,11 @@ def test_abs_configs_change_only_the_action_representation(task):
 
 
 @pytest.mark.parametrize("obs", ["state", "image"])
-def test_tool_hang_fails_naming_the_missing_file_and_the_collect_command(obs):
-    cfg = compose_config([f"task=tool_hang_{obs}", "policy=drifting"])
-    with pytest.raises(FileNotFoundError, match=r"tool_hang_(scripted|image)\.hdf5 does not exist.*"
-                                                r"drifting-collect task=tool_hang.*11/50"):
+def test_tool_hang_fails_naming_the_missing_file_and_the_collect_command(obs, tmp_path):
+    cfg = compose_config([f"task=tool_hang_{obs}", "policy=drifting",
+                          f"task.dataset.hdf5_path={tmp_path}/tool_hang_{obs}.hdf5"])
+    with pytest.raises(FileNotFoundError, match=r"tool_hang_(state|image)\.hdf5 does not exist.*"
+                                                r"drifting-collect task=tool_hang episodes=200"):
         build_datasets(cfg["task"], cfg["policy"])
 
 
