@@ -9,6 +9,7 @@
 # Three training seeds (issue 13), Drifting-1 and DDPM-100 on Lift, Can and Square (state):
 #   bash benchmarks/robomimic_experiments.sh seeds     # every (task, policy, seed) job, two at a time
 #   bash benchmarks/robomimic_experiments.sh job can_state diffusion 1 1500   # one job: train, evaluate last 3
+#   bash benchmarks/robomimic_experiments.sh ddim <task>...  # DDIM-10 from the DDPM runs' last 3 checkpoints
 #   bash benchmarks/robomimic_experiments.sh seeds-summary   # table over seeds (benchmarks/bench_robomimic.py)
 # One process at a time (CPU is scarce and shared): each training, then each checkpoint's evaluation, in turn,
 # at nice 10 with one torch thread. Checkpoints every steps/10, so the last 3 are at 80%, 90% and 100%.
@@ -61,6 +62,17 @@ seeds() {  # the issue-13 table's jobs in priority order, two processes at a tim
   done | xargs -P 2 -L 1 bash "$0" job
 }
 
+ddim() {  # ddim <task>...: each DDPM run's last 3 checkpoints sampled with DDIM-10, two processes at a time
+  local task run
+  for task in "$@"; do
+    for run in runs/rm3_"${task}"_diffusion_s*; do
+      ls "$run"/checkpoints/step_*.safetensors | tail -n 3
+    done
+  done | xargs -P 2 -I{} sh -c 'run=$(basename "$(dirname "$(dirname "$1")")")
+    nice -n 10 "$0" -m drifting_policy.evaluation.eval "checkpoint=$1" sampler=ddim num_inference_steps=10 \
+      >"$2/${run}_eval_$(basename "$1" .safetensors)_ddim10.log" 2>&1' "$PY" {} "$LOGS"
+}
+
 both() {  # both <task config> <steps>: train Drifting-1 and DDPM-100, then evaluate both
   local task=$1 steps=$2
   local run="rm2_${task%_state*}${task#*_state}"
@@ -81,6 +93,7 @@ case "${1:-}" in
   summary) "$PY" benchmarks/bench_robomimic.py summary runs/rm2_* ;;
   job) shift; job "$@" ;;
   seeds) seeds ;;
+  ddim) shift; ddim "$@" ;;
   seeds-summary) "$PY" benchmarks/bench_robomimic.py seeds runs/rm3_* ;;
-  *) echo "usage: $0 lift|can|lift-abs|bench|summary|job|seeds|seeds-summary" >&2; exit 2 ;;
+  *) echo "usage: $0 lift|can|lift-abs|bench|summary|job|seeds|ddim|seeds-summary" >&2; exit 2 ;;
 esac
