@@ -103,19 +103,29 @@ def bench_expert(task: str, seeds: range, noise_std: float) -> dict:
     }
 
 
+EVAL_FILE = re.compile(r"step_\d+(?P<tag>.*)\.json$")
+
+
+def last_evaluations(run: str, last: int) -> dict[str, list[dict]]:
+    """A run's last `last` drifting-eval summaries (<run>/eval/step_N[tag].json) per sampler tag, in step
+    order: "" for the policy's own sampler, e.g. "_ddim10" for a DDIM-10 evaluation of a DDPM run."""
+    by_tag: dict[str, list[Path]] = {}
+    for path in sorted(Path(run, "eval").glob("step_*.json")):
+        by_tag.setdefault(EVAL_FILE.match(path.name)["tag"], []).append(path)
+    return {tag: [json.loads(path.read_text()) for path in files[-last:]] for tag, files in by_tag.items()}
+
+
 def summarize_runs(run_dirs: list[str], last: int = 3) -> dict:
     """Per run: test success of each of the last `last` evaluated checkpoints (``drifting-eval`` files
-    <run>/eval/step_*.json) with 95% Wilson intervals, their mean, and the pooled episodes' interval."""
-    from pathlib import Path
-
+    <run>/eval/step_*.json, the policy's own sampler) with 95% Wilson intervals, their mean, and the pooled
+    episodes' interval."""
     from drifting_policy.common.stats import wilson_interval
 
     out = {}
     for run in run_dirs:
-        files = sorted(Path(run, "eval").glob("step_*.json"))[-last:]
-        if not files:
+        checkpoints = last_evaluations(run, last).get("", [])
+        if not checkpoints:
             continue
-        checkpoints = [json.loads(path.read_text()) for path in files]
         rows = []
         for summary in checkpoints:
             episodes = summary["eval"]
@@ -149,25 +159,6 @@ def summarize_runs(run_dirs: list[str], last: int = 3) -> dict:
 SEED_RUN = re.compile(r"rm3_(?P<task>.+)_(?P<policy>drifting|diffusion)_s(?P<seed>\d+)$")
 
 
-EVAL_FILE = re.compile(r"step_\d+(?P<tag>.*)\.json$")
-
-
-def _add_seed_run(groups: dict, steps: dict, incomplete: list, run: str, match: re.Match, tag: str,
-                  files: list[Path], last: int) -> None:
-    """One run's last `last` evaluations with one sampler into its (task, policy + tag) group."""
-    if len(files) < last:
-        incomplete.append(f"{run}{tag}")
-        return
-    summaries = [json.loads(path.read_text()) for path in files]
-    evals = [summary["eval"] for summary in summaries]
-    if any(e["seeds"] != evals[0]["seeds"] for e in evals):
-        raise ValueError(f"{run}: its checkpoints were evaluated on different test seeds")
-    per_test_seed = np.mean([np.asarray(e["successes"], dtype=np.float64) for e in evals], axis=0)  # [50]
-    key = (match["task"], match["policy"] + tag)
-    groups.setdefault(key, {})[int(match["seed"])] = per_test_seed
-    steps.setdefault(key, set()).add(summaries[-1]["step"])
-
-
 def summarize_seeds(run_dirs: list[str], last: int = 3) -> dict:
     """Per (task, policy) over training seeds: each seed's mean success over its last `last` checkpoints, the
     mean over seeds with a two-level bootstrap interval (training seeds, then test seeds), and pooled counts.
@@ -176,18 +167,24 @@ def summarize_seeds(run_dirs: list[str], last: int = 3) -> dict:
     (and named in `incomplete`)."""
     from drifting_policy.common.stats import two_level_bootstrap, wilson_interval
 
-    groups: dict[tuple[str, str], dict[int, np.ndarray]] = {}
+    groups: dict[tuple[str, str], dict[int, np.ndarray]] = {}  # (task, policy + tag) -> seed -> [test seeds]
     steps: dict[tuple[str, str], set[int]] = {}  # the final checkpoint's step, per group
     incomplete = []
     for run in sorted(run_dirs):
         match = SEED_RUN.match(Path(run).name)
         if match is None:
             raise ValueError(f"{run}: not a rm3_<task>_<policy>_s<seed> run folder")
-        by_sampler: dict[str, list[Path]] = {}  # "": the policy's own sampler; "_ddim10": drifting-eval's tag
-        for path in sorted(Path(run, "eval").glob("step_*.json")):
-            by_sampler.setdefault(EVAL_FILE.match(path.name)["tag"], []).append(path)
-        for tag, files in by_sampler.items():
-            _add_seed_run(groups, steps, incomplete, run, match, tag, files[-last:], last)
+        for tag, summaries in last_evaluations(run, last).items():
+            if len(summaries) < last:
+                incomplete.append(f"{run}{tag}")
+                continue
+            evals = [summary["eval"] for summary in summaries]
+            if any(e["seeds"] != evals[0]["seeds"] for e in evals):
+                raise ValueError(f"{run}: its checkpoints were evaluated on different test seeds")
+            key = (match["task"], match["policy"] + tag)
+            groups.setdefault(key, {})[int(match["seed"])] = np.mean(
+                [np.asarray(e["successes"], dtype=np.float64) for e in evals], axis=0)  # [test seeds]
+            steps.setdefault(key, set()).add(summaries[-1]["step"])
     out = {}
     for (task, policy), by_seed in sorted(groups.items()):
         values = np.stack([by_seed[seed] for seed in sorted(by_seed)])  # [training seeds, test seeds]

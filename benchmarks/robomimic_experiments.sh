@@ -11,9 +11,10 @@
 #   bash benchmarks/robomimic_experiments.sh job can_state diffusion 1 1500   # one job: train, evaluate last 3
 #   bash benchmarks/robomimic_experiments.sh ddim <task>...  # DDIM-10 from the DDPM runs' last 3 checkpoints
 #   bash benchmarks/robomimic_experiments.sh seeds-summary   # table over seeds (benchmarks/bench_robomimic.py)
-# One process at a time (CPU is scarce and shared): each training, then each checkpoint's evaluation, in turn,
-# at nice 10 with one torch thread. Checkpoints every steps/10, so the last 3 are at 80%, 90% and 100%.
-# Runs go to runs/rm2_<task>[_abs]_<policy>, logs to runs/rm_logs/. REPO=<dir> runs the stages in another checkout.
+# lift|can|lift-abs run one process at a time, seeds|ddim two (one per core); trainings and evaluations at
+# nice 10 with one torch thread. Checkpoints every steps/10, so the last 3 are at 80%, 90% and 100%.
+# Runs go to runs/rm2_<task>[_abs]_<policy> (seeds: runs/rm3_<task>_<policy>_s<seed>), logs to runs/rm_logs/.
+# REPO=<dir> runs the stages in another checkout.
 set -euo pipefail
 cd "${REPO:-$(dirname "$0")/..}"
 PY=${PY:-.venv/bin/python}
@@ -27,7 +28,7 @@ source benchmarks/budget_run.sh
 
 train() {  # train <run_name> <steps> <overrides...>: no evaluation inside training
   local name=$1 steps=$2; shift 2
-  NICE=10 train_budget "runs/$name" "$steps" "$LOGS/$name.log" "$@" seed=0 train.precision=fp32
+  NICE=10 train_budget "runs/$name" "$steps" "$LOGS/$name.log" "$@" train.precision=fp32
 }
 
 evaluate() {  # evaluate <run_name>...: the last 3 step_N checkpoints of each run, one process at a time,
@@ -46,8 +47,7 @@ evaluate() {  # evaluate <run_name>...: the last 3 step_N checkpoints of each ru
 job() {  # job <task config> <policy> <seed> <steps>: one training, then its last 3 checkpoints evaluated
   local task=$1 policy=$2 seed=$3 steps=$4
   local name="rm3_${task%_state}_${policy}_s$seed"
-  train_budget "runs/$name" "$steps" "$LOGS/$name.log" "task=$task" "policy=$policy" "seed=$seed" \
-    train.precision=fp32
+  train "$name" "$steps" "task=$task" "policy=$policy" "seed=$seed"
   evaluate "$name"
 }
 
@@ -77,7 +77,7 @@ both() {  # both <task config> <steps>: train Drifting-1 and DDPM-100, then eval
   local task=$1 steps=$2
   local run="rm2_${task%_state*}${task#*_state}"
   for policy in drifting diffusion; do
-    train "${run}_$policy" "$steps" "task=$task" "policy=$policy"
+    train "${run}_$policy" "$steps" "task=$task" "policy=$policy" seed=0
   done
   evaluate "${run}_drifting" "${run}_diffusion"
 }

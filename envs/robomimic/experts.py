@@ -511,13 +511,14 @@ class ToolHangExpert(ScriptedExpert):
         p, name = self.params, self.phase.name
         down = down_orientation(p["tool_yaw"])
         if name == "tool_check":
-            hung = env.sim_env._check_success()
-            if not hung and self.phase.steps > self.CHECK_STEPS and p.get("presses", 0) < self.MAX_PRESSES:
-                p["presses"] = p.get("presses", 0) + 1
+            presses = p.get("presses", 0)
+            if (self.phase.steps > self.CHECK_STEPS and presses < self.MAX_PRESSES
+                    and not env.sim_env._check_success()):
+                p["presses"] = presses + 1
                 self.goto("tool_press_above")
             return self.pose_action(env, p.get("press_up", eef), down, GRIPPER_OPEN, max_speed=0.5)
-        hole, grip = self.site(env, "tool_hole1_center"), self.geom(env, "tool_grip_g0")
         if name == "tool_press_above":  # the closed hand over the handle, PRESS_AT of the way to the grip
+            hole, grip = self.site(env, "tool_hole1_center"), self.geom(env, "tool_grip_g0")
             p["press_point"] = hole + self.PRESS_AT * (grip - hole)
             target = p["press_point"] + [0.0, 0.0, 0.05]
             if np.linalg.norm(target - eef) < 0.01 or self.phase.steps > 40:
